@@ -1,0 +1,36 @@
+# senti_lit — every target installs what it needs first, so each works alone on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install train test test-slow test-all tensorboard clean
+
+install: $(STAMP)
+
+# Idempotent: re-runs only when the dependency files change. torch goes first and pinned,
+# because letting pip resolve it from the other packages pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+train: install  ## the default job: data=demo model=mini_bert trainer=default (ARGS="key=value ..." to override)
+	$(BIN)/python -m senti_lit.train $(ARGS)
+
+test: install   ## the default test suite (slow tests excluded)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(ARGS)
+
+test-all: install
+	$(BIN)/python -m pytest -m '' $(ARGS)
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir logs
+
+clean:
+	rm -rf logs/*/ .pytest_cache

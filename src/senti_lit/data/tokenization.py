@@ -1,0 +1,65 @@
+"""Tokenizers: loaded from a Hub id or local dir, or trained on the training texts for from-scratch models."""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                  "mask_token": "[MASK]"}
+
+
+def build_tokenizer(
+    path: str | None = None, train: dict | None = None, texts: Iterable[str] | None = None
+) -> PreTrainedTokenizerBase:
+    """`path` (Hub id or local dir) loads a tokenizer; otherwise `train` settings train one on `texts`."""
+    if path:
+        return AutoTokenizer.from_pretrained(path)
+    if train is None or texts is None:
+        raise ValueError("model.tokenizer needs either `path` (Hub id or local dir) or `train` settings")
+    return train_tokenizer(list(texts), **train)
+
+
+def train_tokenizer(
+    texts: list[str],
+    algorithm: str = "bpe",
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    split_cjk_chars: bool = True,
+    lowercase: bool = True,
+    model_max_length: int = 512,
+) -> PreTrainedTokenizerFast:
+    """A BERT-style tokenizer ([CLS] text [SEP]) learned from `texts`.
+
+    `bpe` is the default because its training is reproducible; the WordPiece trainer numbers its `##` tokens in
+    hash-map order, so the same texts can give different vocabularies (huggingface/tokenizers#1794).
+
+    `split_cjk_chars=True` isolates every Chinese character before the subword model sees the text (BERT's Chinese
+    scheme: the vocabulary is characters); False lets the subword model learn multi-character words from the corpus.
+    """
+    if algorithm == "wordpiece":
+        model, trainer_cls, decoder = models.WordPiece(unk_token="[UNK]"), trainers.WordPieceTrainer, decoders.WordPiece()
+    elif algorithm == "bpe":
+        model, trainer_cls, decoder = models.BPE(unk_token="[UNK]"), trainers.BpeTrainer, decoders.BPEDecoder()
+    else:
+        raise ValueError(f"model.tokenizer.train.algorithm must be 'wordpiece' or 'bpe', got {algorithm!r}")
+    tok = Tokenizer(model)
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=split_cjk_chars, strip_accents=None, lowercase=lowercase
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoder
+    special = list(SPECIAL_TOKENS.values())
+    trainer = trainer_cls(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special,
+                          show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    log.info("tokenizer: trained %s on %d texts, vocabulary %d", algorithm, len(texts), tok.get_vocab_size())
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length, **SPECIAL_TOKENS)

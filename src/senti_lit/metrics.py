@@ -1,0 +1,44 @@
+"""Metric collections (torchmetrics) for single- and multi-label tasks."""
+from __future__ import annotations
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelHammingDistance,
+)
+
+from senti_lit.data.labels import LabelSpace
+
+
+def build_metrics(labels: LabelSpace) -> MetricCollection:
+    """acc, macro_f1 and per-class f1 (single-label); subset acc, hamming, micro/macro/per-label f1 (multi-label)."""
+    n = labels.num_labels
+    if labels.multi_label:
+        return MetricCollection({
+            "subset_acc": MultilabelExactMatch(num_labels=n),
+            "hamming": MultilabelHammingDistance(num_labels=n),
+            "micro_f1": MultilabelF1Score(num_labels=n, average="micro"),
+            "macro_f1": MultilabelF1Score(num_labels=n, average="macro"),
+            "f1": MultilabelF1Score(num_labels=n, average="none"),
+        })
+    return MetricCollection({
+        "acc": MulticlassAccuracy(num_classes=n, average="micro"),
+        "macro_f1": MulticlassF1Score(num_classes=n, average="macro"),
+        "f1": MulticlassF1Score(num_classes=n, average="none"),
+    })
+
+
+def flatten(values: dict[str, torch.Tensor], labels: LabelSpace, prefix: str) -> dict[str, float]:
+    """Scalars as `prefix/name`; per-class vectors as `prefix/f1_<label>`."""
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        if value.ndim == 0:
+            out[f"{prefix}/{name}"] = float(value)
+        else:
+            for label, v in zip(labels.names, value.tolist()):
+                out[f"{prefix}/{name}_{label}"] = float(v)
+    return out

@@ -1,0 +1,114 @@
+"""SentimentClassifier: backbone + classification head as a LightningModule (loss, metrics, optimiser)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+from transformers import PreTrainedModel, get_scheduler
+
+from senti_lit.data.labels import LabelSpace
+from senti_lit.metrics import build_metrics, flatten
+from senti_lit.models.heads import ClassificationHead
+
+
+def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only: biases and LayerNorm scales (1-D) are left alone, as in BERT's recipe."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [
+        {"name": "decay", "params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+class SentimentClassifier(L.LightningModule):
+    """Single-label (softmax + cross-entropy) or multi-label (sigmoid per label + BCE) text classifier.
+
+    Args:
+        backbone: a transformers encoder returning `last_hidden_state`.
+        label_space: the task's labels; decides the head width, loss and metrics.
+        optimizer: partial optimiser (`torch.optim.AdamW` with lr etc.), called with parameter groups.
+        scheduler: `{name, warmup_ratio}` for `transformers.get_scheduler` (linear, cosine, constant_with_warmup …).
+        head: `{pooling, dropout}` for `ClassificationHead`.
+        label_smoothing: single-label cross-entropy smoothing.
+    """
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        label_space: LabelSpace,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: dict | None = None,
+        head: dict | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        head = dict(head or {})
+        scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
+        self.save_hyperparameters(
+            {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing}
+        )
+        self.backbone = backbone
+        self.label_space = label_space
+        self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
+        self.optimizer_factory = optimizer
+        self.scheduler_cfg = scheduler
+        if label_space.multi_label:
+            self.loss_fn: nn.Module = nn.BCEWithLogitsLoss()
+        else:
+            self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        metrics = build_metrics(label_space)
+        self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone() for _ in range(3))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(hidden, attention_mask)
+
+    def _metrics(self, stage: str) -> nn.Module:
+        return getattr(self, f"{stage}_metrics")
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        labels = batch["labels"]
+        loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
+        self._metrics(stage).update(logits.float(), labels.long() if self.label_space.multi_label else labels)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
+                 prog_bar=stage != "test")
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        values = flatten(self._metrics(stage).compute(), self.label_space, stage)
+        self._metrics(stage).reset()
+        main = f"{stage}/macro_f1" if self.label_space.multi_label else f"{stage}/acc"
+        self.log_dict({k: v for k, v in values.items() if k != main})
+        self.log(main, values[main], prog_bar=stage != "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = weight_decay_groups(self, self.optimizer_factory.keywords.get("weight_decay", 0.0))
+        optimizer = self.optimizer_factory(groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        cfg = self.scheduler_cfg
+        scheduler = get_scheduler(
+            cfg["name"], optimizer, num_warmup_steps=int(cfg.get("warmup_ratio", 0.0) * total),
+            num_training_steps=total,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

