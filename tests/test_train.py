@@ -31,6 +31,10 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
     assert summary["test/acc"] >= 0.9, summary
     assert summary["best/val/acc"] >= 0.9
     run = tmp_path / "run"
+    data = json.loads((run / "data.json").read_text())
+    assert data["rows_read"] == data["kept"] == 300
+    assert {k: v["size"] for k, v in data["splits"].items()} == {"train": 240, "val": 30, "test": 30}
+    assert data["splits"]["test"]["labels"] == {"neg": 15, "pos": 15}
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert Path(summary["best_checkpoint"]).is_file()
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))

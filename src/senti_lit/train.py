@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_splits()
+    write_json(out / "data.json", datamodule.summary())
     tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts())
     datamodule.set_tokenizer(tokenizer)
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
@@ -91,10 +92,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         **metrics,
         f"best/{cfg.monitor.metric}": None if best is None else float(best),
         **counts,
-        "data/dropped_empty": datamodule.clean_report.empty,
-        "data/dropped_duplicates": datamodule.clean_report.duplicates,
-        "data/dropped_contradictory": datamodule.clean_report.contradictory_rows,
-        **{f"data/{k}_size": len(v) for k, v in datamodule.splits.items()},
         "time/prepare_seconds": round(prepare_seconds, 1),
         "time/mlm_warmup_seconds": round(mlm_seconds, 1),
         "time/fit_seconds": round(fit_seconds, 1),

@@ -107,6 +107,11 @@ def check_no_leakage(splits: dict[str, list[Example]]) -> None:
                 raise DataError(f"{ex.origin}: text is in both the {other} and {name} splits: {ex.text[:60]!r}")
 
 
+def label_histogram(examples: Sequence[Example]) -> dict[str, int]:
+    counts = Counter(label for ex in examples for label in ((ex.label,) if isinstance(ex.label, str) else ex.label))
+    return dict(sorted(counts.items()))
+
+
 class EncodedDataset(Dataset):
     """Token ids and labels of one split, encoded once."""
 
@@ -193,13 +198,25 @@ class TextClassificationDataModule(L.LightningDataModule):
                 raise DataError(f"{ex.origin}: {e.args[0]}; fix the row or add the label to data.labels") from None
         self.splits = split(examples, self.fractions, self.split_seed, self.multi_label)
         check_no_leakage(self.splits)
-        log.info(
-            "data: split %s (seed %d); train labels %s",
-            {k: len(v) for k, v in self.splits.items()},
-            self.split_seed,
-            dict(Counter(str(ex.label) for ex in self.splits["train"])),
-        )
+        for name, part in self.splits.items():
+            log.info("data: %s split: %d examples, labels %s", name, len(part), label_histogram(part))
         return self.splits
+
+    def summary(self) -> dict[str, Any]:
+        """Rows read / kept / dropped by reason, split sizes and label histogram per split (saved with the run)."""
+        splits = self.prepare_splits()
+        report = self.clean_report
+        return {
+            "source": repr(self.source),
+            "rows_read": report.rows_read,
+            "kept": report.kept,
+            "dropped": {"empty": report.empty, "duplicates": report.duplicates,
+                        "contradictory_rows": report.contradictory_rows},
+            "contradictory_texts": report.contradictory_texts,
+            "labels": list(self.label_space.names),
+            "split_seed": self.split_seed,
+            "splits": {name: {"size": len(part), "labels": label_histogram(part)} for name, part in splits.items()},
+        }
 
     def train_texts(self) -> list[str]:
         return [ex.text for ex in self.prepare_splits()["train"]]
