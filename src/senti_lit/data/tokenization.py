@@ -48,9 +48,12 @@ def train_tokenizer(
     else:
         raise ValueError(f"model.tokenizer.train.algorithm must be 'wordpiece' or 'bpe', got {algorithm!r}")
     tok = Tokenizer(model)
-    tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=split_cjk_chars, strip_accents=None, lowercase=lowercase
-    )
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFKC(),  # full-width letters, digits and punctuation -> their usual forms
+        normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=split_cjk_chars, strip_accents=None, lowercase=lowercase
+        ),
+    ])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoder
     special = list(SPECIAL_TOKENS.values())

@@ -32,6 +32,8 @@ class SentimentClassifier(L.LightningModule):
         scheduler: `{name, warmup_ratio}` for `transformers.get_scheduler` (linear, cosine, constant_with_warmup …).
         head: `{pooling, dropout}` for `ClassificationHead`.
         label_smoothing: single-label cross-entropy smoothing.
+        token_dropout: in training, the share of input token embeddings zeroed (whole tokens, not features): a
+            regulariser that matters for small from-scratch models, which otherwise overfit within two epochs.
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class SentimentClassifier(L.LightningModule):
         scheduler: dict | None = None,
         head: dict | None = None,
         label_smoothing: float = 0.0,
+        token_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         head = dict(head or {})
         scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
         self.save_hyperparameters(
-            {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing}
+            {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
+             "token_dropout": token_dropout}
         )
         self.backbone = backbone
         self.label_space = label_space
@@ -58,12 +62,21 @@ class SentimentClassifier(L.LightningModule):
             self.loss_fn: nn.Module = nn.BCEWithLogitsLoss()
         else:
             self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.token_dropout = token_dropout
+        if token_dropout > 0:
+            backbone.get_input_embeddings().register_forward_hook(self._drop_tokens)
         metrics = build_metrics(label_space)
         self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone() for _ in range(3))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(hidden, attention_mask)
+
+    def _drop_tokens(self, module: nn.Module, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor | None:
+        if not self.training:
+            return None  # keep the module's output
+        keep = torch.rand(embeddings.shape[:-1], device=embeddings.device) >= self.token_dropout
+        return embeddings * keep.unsqueeze(-1).to(embeddings.dtype)
 
     def _metrics(self, stage: str) -> nn.Module:
         return getattr(self, f"{stage}_metrics")

@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, get_scheduler
 
 from senti_lit.models.classifier import weight_decay_groups
@@ -27,9 +28,23 @@ class MaskedLM(L.LightningModule):
         self.model = AutoModelForMaskedLM.from_config(backbone.config)
         setattr(self.model, self.model.base_model_prefix, backbone)
         self.model.get_output_embeddings().weight = backbone.get_input_embeddings().weight
+        # The vocabulary projection costs more than a small encoder's layers; when the head is one module (BERT's
+        # `cls`, RoBERTa's `lm_head`) apply it to the ~15% masked positions only, not to every position.
+        heads = [m for name, m in self.model.named_children() if name != self.model.base_model_prefix]
+        self.head = heads[0] if len(heads) == 1 else None
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.head is None:
+            return self.model(**batch).loss
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        hidden = self.model.base_model(**inputs).last_hidden_state
+        masked = batch["labels"] != -100
+        if not masked.any():  # a batch of very short texts can draw no masks: nothing to learn, not NaN
+            return hidden.sum() * 0.0
+        return F.cross_entropy(self.head(hidden[masked]).float(), batch["labels"][masked])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.loss(batch)
         self.log("mlm/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["input_ids"].size(0))
         return loss
 

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import torch
+from transformers import BertConfig, BertModel
+
+from senti_lit.data.labels import LabelSpace
+from senti_lit.models.classifier import SentimentClassifier
+from senti_lit.models.heads import pool
+from senti_lit.models.mlm import MaskedLM
+
+
+def tiny_bert() -> BertModel:
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=100)
+    return BertModel(cfg, add_pooling_layer=False)
+
+
+def test_masked_positions_only_loss_equals_full_mlm_loss():
+    module = MaskedLM(tiny_bert()).eval()
+    assert module.head is module.model.cls
+    ids = torch.randint(5, 100, (3, 10))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2], labels[1, 5] = ids[:, 2], 7
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    assert torch.allclose(module.loss(batch), module.model(**batch).loss, atol=1e-5)
+
+
+def test_mlm_head_shares_the_backbone_embeddings():
+    backbone = tiny_bert()
+    module = MaskedLM(backbone)
+    assert module.model.get_output_embeddings().weight is backbone.get_input_embeddings().weight
+    assert module.model.bert is backbone
+
+
+def test_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert pool(hidden, mask, "mean").squeeze(-1).tolist() == [2.0, 4.0]
+    assert pool(hidden, mask, "last").squeeze(-1).tolist() == [3.0, 6.0]
+    assert pool(hidden, mask, "cls").squeeze(-1).tolist() == [1.0, 2.0]
+
+
+def test_token_dropout_only_in_training():
+    model = SentimentClassifier(tiny_bert(), LabelSpace(("neg", "pos")), optimizer=torch.optim.AdamW,
+                                token_dropout=0.5)
+    ids = torch.randint(5, 100, (4, 50))
+    mask = torch.ones_like(ids)
+    model.eval()
+    assert torch.equal(model(ids, mask), model(ids, mask))
+    emb = model.backbone.get_input_embeddings()
+    model.train()
+    dropped = (emb(ids).abs().sum(-1) == 0).float().mean().item()
+    assert 0.35 < dropped < 0.65
+    model.eval()
+    assert (emb(ids).abs().sum(-1) == 0).sum() == 0
+
+
+def test_multilabel_head_uses_bce_and_multilabel_metrics():
+    model = SentimentClassifier(tiny_bert(), LabelSpace(("a", "b", "c"), multi_label=True),
+                                optimizer=torch.optim.AdamW)
+    assert isinstance(model.loss_fn, torch.nn.BCEWithLogitsLoss)
+    assert {"subset_acc", "hamming", "micro_f1", "macro_f1"} <= set(model.val_metrics.keys())
+    logits = model(torch.randint(5, 100, (2, 7)), torch.ones(2, 7, dtype=torch.long))
+    assert logits.shape == (2, 3)
