@@ -62,3 +62,14 @@ def test_multilabel_head_uses_bce_and_multilabel_metrics():
     assert {"subset_acc", "hamming", "micro_f1", "macro_f1"} <= set(model.val_metrics.keys())
     logits = model(torch.randint(5, 100, (2, 7)), torch.ones(2, 7, dtype=torch.long))
     assert logits.shape == (2, 3)
+
+
+def test_warmup_ema_tracks_early_and_settles_at_decay():
+    from senti_lit.callbacks import warmup_ema_fn
+
+    avg = warmup_ema_fn(0.99)
+    a, x = torch.zeros(1), torch.ones(1)
+    first = avg(a, x, torch.tensor(0))
+    assert torch.allclose(first, torch.tensor([0.9]))  # decay 1/10 at the first update: mostly the new weights
+    late = avg(a, x, torch.tensor(10_000))
+    assert torch.allclose(late, torch.tensor([0.01]))  # capped at the configured decay

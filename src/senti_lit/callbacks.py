@@ -1,0 +1,30 @@
+"""Lightning callbacks senti_lit adds to the stock ones."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+
+
+def warmup_ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """EMA whose decay grows as (1 + n) / (10 + n) up to `decay` (TensorFlow's ExponentialMovingAverage scheme)."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        d = torch.clamp((1.0 + num_averaged) / (10.0 + num_averaged), max=decay).to(averaged.dtype)
+        return averaged + (current - averaged) * (1.0 - d)
+
+    return average
+
+
+class WarmupEMA(WeightAveraging):
+    """Exponential moving average of the weights, updated every step, validated, checkpointed and tested.
+
+    Lightning's `EMAWeightAveraging` uses a fixed decay, so a short run (a few hundred steps at decay 0.998) stays
+    close to its random initialisation; the warm-up makes the average track training from the first steps.
+    """
+
+    def __init__(self, decay: float = 0.998, **kwargs: Any) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"callbacks.ema.decay must be in (0, 1), got {decay}")
+        super().__init__(avg_fn=warmup_ema_fn(decay), **kwargs)
