@@ -62,7 +62,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def print_metrics(metrics: Mapping[str, float], title: str) -> None:
     """A rich table: one row per metric, per-class rows after the summary ones."""
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title) + 4)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics, key=lambda k: ("_" in k.split("/")[-1].removeprefix("macro_"), k)):
