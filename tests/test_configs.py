@@ -26,7 +26,7 @@ def test_every_group_has_options():
 def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path):
     cfg = compose_train([f"{group}={option}"], tmp_path)
     datamodule = instantiate(cfg.data)
-    assert hasattr(datamodule.source, "read")
+    assert datamodule.source is None and callable(datamodule.source_factory)  # nothing read at compose time
     module_cfg = {k: v for k, v in cfg.model.items() if k not in BUILD_KEYS}
     factory = instantiate(module_cfg, _partial_=True)
     assert isinstance(factory, functools.partial)

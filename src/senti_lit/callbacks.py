@@ -28,3 +28,9 @@ class WarmupEMA(WeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"callbacks.ema.decay must be in (0, 1), got {decay}")
         super().__init__(avg_fn=warmup_ema_fn(decay), **kwargs)
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        # Outside fit (testing the best checkpoint) the checkpoint's state_dict already holds the averaged weights;
+        # the parent would put the raw training weights back over them.
+        if trainer.state.fn == "fit":
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

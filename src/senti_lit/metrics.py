@@ -15,11 +15,12 @@ from senti_lit.data.labels import LabelSpace
 
 
 def build_metrics(labels: LabelSpace) -> MetricCollection:
-    """acc, macro_f1 and per-class f1 (single-label); subset acc, hamming, micro/macro/per-label f1 (multi-label)."""
+    """acc, macro_f1 and per-class f1 (single-label); multi-label: acc = subset accuracy (every label right),
+    hamming, micro/macro/per-label f1. Multi-label metrics take probabilities."""
     n = labels.num_labels
     if labels.multi_label:
         return MetricCollection({
-            "subset_acc": MultilabelExactMatch(num_labels=n),
+            "acc": MultilabelExactMatch(num_labels=n),
             "hamming": MultilabelHammingDistance(num_labels=n),
             "micro_f1": MultilabelF1Score(num_labels=n, average="micro"),
             "macro_f1": MultilabelF1Score(num_labels=n, average="macro"),

@@ -59,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     write_json(out / "data.json", datamodule.summary())
     tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts())
     datamodule.set_tokenizer(tokenizer)
+    tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
     prepare_seconds = time.perf_counter() - start
     if cfg.model.mlm_warmup.epochs > 0:
@@ -98,9 +99,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "time/total_seconds": round(time.perf_counter() - start, 1),
         "best_checkpoint": ckpt or None,
     }
-    write_json(out / "metrics.json", summary)
-    print_metrics(metrics, title="test metrics (best checkpoint)" if ckpt else "test metrics (final weights)")
-    log.info("run directory: %s (%.0f s)", out, summary["time/total_seconds"])
+    if trainer.is_global_zero:
+        write_json(out / "metrics.json", summary)
+        print_metrics(metrics, title="test metrics (best checkpoint)" if ckpt else "test metrics (final weights)")
+        log.info("run directory: %s (%.0f s)", out, summary["time/total_seconds"])
     return summary
 
 

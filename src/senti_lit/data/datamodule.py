@@ -60,7 +60,8 @@ def clean(examples: Sequence[Example]) -> tuple[list[Example], CleanReport]:
         if not text:
             report.empty += 1
             continue
-        by_text[text].append(Example(text, ex.label, ex.origin))
+        label = ex.label if isinstance(ex.label, str) else tuple(sorted(set(ex.label)))  # label sets: order-free
+        by_text[text].append(Example(text, label, ex.origin))
     kept: list[Example] = []
     for text, group in by_text.items():
         labels = {ex.label for ex in group}
@@ -89,11 +90,18 @@ def split(
     index = list(range(len(examples)))
     strata = None if multi_label else [ex.label for ex in examples]
     _, val_frac, test_frac = fractions
-    train_idx, rest = train_test_split(index, test_size=val_frac + test_frac, random_state=seed, stratify=strata)
-    rest_strata = None if strata is None else [strata[i] for i in rest]
-    val_idx, test_idx = train_test_split(
-        rest, test_size=test_frac / (val_frac + test_frac), random_state=seed, stratify=rest_strata
-    )
+    try:
+        train_idx, rest = train_test_split(index, test_size=val_frac + test_frac, random_state=seed, stratify=strata)
+        rest_strata = None if strata is None else [strata[i] for i in rest]
+        val_idx, test_idx = train_test_split(
+            rest, test_size=test_frac / (val_frac + test_frac), random_state=seed, stratify=rest_strata
+        )
+    except ValueError as e:  # sklearn's message does not say which label or what to do
+        rare = {k: v for k, v in Counter(strata or []).items() if v < 3}
+        raise DataError(
+            f"cannot make a stratified {list(fractions)} split of {len(examples)} examples: {e}; labels with fewer "
+            f"than 3 examples: {rare or 'none'}; add examples, drop those labels, or change data.split.fractions"
+        ) from None
     return {name: [examples[i] for i in idx] for name, idx in zip(SPLITS, (train_idx, val_idx, test_idx))}
 
 
@@ -157,7 +165,8 @@ class TextClassificationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         split = dict(split or {})
-        self.source = source(path)
+        self.source_factory, self.path = source, path
+        self.source: Any = None
         self.labels = list(labels) if labels else None
         self.multi_label = multi_label
         self.fractions = tuple(split.get("fractions", (0.8, 0.1, 0.1)))
@@ -178,6 +187,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         """Read, clean and split once; later calls return the same splits."""
         if self.splits is not None:
             return self.splits
+        self.source = self.source_factory(self.path)  # built here, not in __init__: composing a config reads nothing
         examples, report = clean(list(self.source.read()))
         self.clean_report = report
         log.info("data: %s", report.summary())

@@ -51,6 +51,8 @@ class LabelSpace:
         """Single-label: the class index. Multi-label: a 0/1 vector over `names`."""
         if not self.multi_label:
             return self.id_of(labels)  # type: ignore[arg-type]
+        if isinstance(labels, str):
+            raise TypeError(f"multi-label examples need a collection of labels, got the string {labels!r}")
         vector = [0] * self.num_labels
         for label in labels:
             vector[self.id_of(label)] = 1

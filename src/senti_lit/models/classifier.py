@@ -85,9 +85,12 @@ class SentimentClassifier(L.LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
         loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
-        self._metrics(stage).update(logits.float(), labels.long() if self.label_space.multi_label else labels)
+        if self.label_space.multi_label:  # probabilities: torchmetrics only applies sigmoid to out-of-range values
+            self._metrics(stage).update(logits.float().sigmoid(), labels.long())
+        else:
+            self._metrics(stage).update(logits.float(), labels)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
-                 prog_bar=stage != "test")
+                 prog_bar=stage != "test", sync_dist=stage != "train")
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -102,7 +105,7 @@ class SentimentClassifier(L.LightningModule):
     def _log_epoch_metrics(self, stage: str) -> None:
         values = flatten(self._metrics(stage).compute(), self.label_space, stage)
         self._metrics(stage).reset()
-        main = f"{stage}/macro_f1" if self.label_space.multi_label else f"{stage}/acc"
+        main = f"{stage}/acc"
         self.log_dict({k: v for k, v in values.items() if k != main})
         self.log(main, values[main], prog_bar=stage != "test")
 
@@ -116,7 +119,7 @@ class SentimentClassifier(L.LightningModule):
         self._log_epoch_metrics("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = weight_decay_groups(self, self.optimizer_factory.keywords.get("weight_decay", 0.0))
+        groups = weight_decay_groups(self, getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0))
         optimizer = self.optimizer_factory(groups)
         total = int(self.trainer.estimated_stepping_batches)
         cfg = self.scheduler_cfg

@@ -20,7 +20,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
         return mean
     if how == "cls_mean":
         return torch.cat([hidden[:, 0], mean], dim=-1)
-    raise ValueError(f"model.classifier.head.pooling must be one of {POOLINGS}, got {how!r}")
+    raise ValueError(f"model.head.pooling must be one of {POOLINGS}, got {how!r}")
 
 
 class ClassificationHead(nn.Module):
@@ -29,7 +29,7 @@ class ClassificationHead(nn.Module):
     def __init__(self, hidden_size: int, num_labels: int, pooling: str = "cls", dropout: float = 0.1) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"model.classifier.head.pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise ValueError(f"model.head.pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
         width = 2 * hidden_size if pooling == "cls_mean" else hidden_size
         self.dropout = nn.Dropout(dropout)
