@@ -17,6 +17,7 @@ def test_fast_dev_run_of_default_composition(tmp_path: Path):
     summary = train(cfg)
     assert 0.0 <= summary["test/acc"] <= 1.0
     assert {"test/macro_f1", "test/f1_neg", "test/f1_pos"} <= summary.keys()
+    assert 0.0 <= summary["best/val/acc"] <= 1.0  # what a sweeper gets back, even with no checkpoint
     assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == summary["test/acc"]
 
 

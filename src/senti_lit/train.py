@@ -82,6 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fit_start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     fit_seconds = time.perf_counter() - fit_start
+    last_monitored = trainer.callback_metrics.get(cfg.monitor.metric)  # trainer.test() clears it
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not ckpt:
         log.info("no best checkpoint (fast_dev_run or checkpointing off): testing the final weights")
@@ -89,6 +90,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if best is None:  # no checkpoint kept (fast_dev_run): the last validated value is the best we know
+        best = last_monitored
     summary = {
         **metrics,
         f"best/{cfg.monitor.metric}": None if best is None else float(best),
