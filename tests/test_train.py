@@ -71,3 +71,21 @@ def test_multirun_writes_one_directory_per_job(reviews_dir: Path, tmp_path: Path
         assert 0.0 <= metrics["test/acc"] <= 1.0
         assert (sweeps[0] / job / ".hydra" / "config.yaml").is_file()
         assert (sweeps[0] / job / "train.log").is_file()
+
+
+def test_csv_multilabel_run_end_to_end(tmp_path: Path):
+    import random
+
+    rng = random.Random(0)
+    words = {"joy": "开心", "anger": "生气", "love": "喜欢"}
+    lines = ["text\tlabels"]
+    for i in range(240):
+        labels = sorted(rng.sample(list(words), rng.randint(1, 2)))
+        lines.append("".join(words[l] for l in labels) + "的一天" * rng.randint(1, 3) + str(i) + "\t" + ",".join(labels))
+    data = tmp_path / "emotions.tsv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = compose_train(["data=csv", f"data.path={data}", "data.multi_label=true", "data.source.label_column=labels",
+                         "data.source.label_separator=','", *TINY_MODEL, "trainer.max_epochs=6"], tmp_path / "run")
+    summary = train(cfg)
+    assert {"test/acc", "test/hamming", "test/micro_f1", "test/f1_joy"} <= summary.keys()
+    assert summary["test/micro_f1"] > 0.8, summary  # always-predict-all would score about 0.6

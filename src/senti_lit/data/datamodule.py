@@ -36,11 +36,13 @@ class CleanReport:
     contradictory_texts: int = 0
     contradictory_rows: int = 0
     kept: int = 0
+    bad_rows: dict[str, int] = field(default_factory=dict)  # skipped by the reader (on_bad_row=skip), by reason
     examples_of_contradictions: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        bad = f"; skipped {sum(self.bad_rows.values())} bad rows {self.bad_rows}" if self.bad_rows else ""
         return (
-            f"read {self.rows_read} rows; dropped {self.empty} empty, {self.duplicates} exact duplicates, "
+            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates, "
             f"{self.contradictory_rows} rows of {self.contradictory_texts} texts labelled both ways; "
             f"kept {self.kept}"
         )
@@ -189,6 +191,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             return self.splits
         self.source = self.source_factory(self.path)  # built here, not in __init__: composing a config reads nothing
         examples, report = clean(list(self.source.read()))
+        report.bad_rows = dict(getattr(self.source, "skipped", {}))
         self.clean_report = report
         log.info("data: %s", report.summary())
         if report.contradictory_texts:
@@ -221,7 +224,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             "rows_read": report.rows_read,
             "kept": report.kept,
             "dropped": {"empty": report.empty, "duplicates": report.duplicates,
-                        "contradictory_rows": report.contradictory_rows},
+                        "contradictory_rows": report.contradictory_rows, "bad_rows": report.bad_rows},
             "contradictory_texts": report.contradictory_texts,
             "labels": list(self.label_space.names),
             "split_seed": self.split_seed,

@@ -1,0 +1,87 @@
+"""TableSource (data=csv): CSV/TSV/JSONL files with the quirks real dataset files have."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from senti_lit.data.datamodule import TextClassificationDataModule
+from senti_lit.data.sources import DataError, TableSource
+
+
+def read(path: Path, **kwargs) -> list[tuple[str, object]]:
+    return [(ex.text, ex.label) for ex in TableSource(path, **kwargs).read()]
+
+
+def test_csv_with_bom_quotes_and_embedded_newline(tmp_path: Path):
+    f = tmp_path / "reviews.csv"
+    f.write_bytes('\ufefflabel,review\n1,"好，很好"\n0,"第一行\n第二行"\n1,\n'.encode("utf-8"))
+    rows = read(f, text_column="review", label_column="label")
+    assert rows == [("好，很好", "1"), ("第一行\n第二行", "0"), ("", "1")]
+
+
+def test_tsv_without_quoting_keeps_quote_characters(tmp_path: Path):
+    f = tmp_path / "train.tsv"
+    f.write_text('text\tlabel\n他说"好"\tpositive\n"差\tnegative\n', encoding="utf-8")
+    assert read(f, quoting="none") == [('他说"好"', "positive"), ('"差', "negative")]
+
+
+def test_gb18030_detected(tmp_path: Path):
+    f = tmp_path / "data.csv"
+    f.write_bytes("ID,Text,Labels\n1,我很开心,Joy\n".encode("gb18030"))
+    assert read(f, text_column="Text", label_column="Labels") == [("我很开心", "Joy")]
+
+
+def test_jsonl_and_multilabel_forms(tmp_path: Path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"content": "好", "label": "like"}\n\n{"content": "怒", "label": ["anger", "disgust"]}\n',
+                 encoding="utf-8")
+    assert read(f, text_column="content") == [("好", "like"), ("怒", ("anger", "disgust"))]
+    g = tmp_path / "g.tsv"
+    g.write_text("a text\t3,27\tid1\n", encoding="utf-8")
+    assert read(g, header=False, text_column=0, label_column=1, label_separator=",") == [("a text", ("3", "27"))]
+    h = tmp_path / "h.csv"
+    h.write_text("Text,'Love','Joy'\n爱 你,1,0\n开心,1,1\n", encoding="utf-8")
+    assert read(h, text_column="Text", label_column=None, label_columns=["'Love'", "'Joy'"]) == [
+        ("爱 你", ("'Love'",)), ("开心", ("'Love'", "'Joy'"))]
+
+
+def test_bad_rows_error_names_the_line_or_are_counted(tmp_path: Path):
+    f = tmp_path / "x.tsv"
+    f.write_text("text\tlabel\nok\tpos\nbroken row\nfine\tneg\nno label\t\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"x\.tsv:3: wrong field count.*on_bad_row=skip"):
+        read(f)
+    source = TableSource(f, on_bad_row="skip")
+    assert [(ex.text, ex.label) for ex in source.read()] == [("ok", "pos"), ("fine", "neg")]
+    assert dict(source.skipped) == {"wrong field count": 1, "empty label": 1}
+
+
+def test_missing_column_and_bad_json_explain_the_fix(tmp_path: Path):
+    f = tmp_path / "a.csv"
+    f.write_text("Text,Emotion\nhi,joy\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"a\.csv:1: header \['Text', 'Emotion'\] lacks column\(s\) \['text', 'label'\]"):
+        read(f)
+    j = tmp_path / "b.jsonl"
+    j.write_text('{"text": "a", "label": "x"}\n{"text": oops}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"b\.jsonl:2: invalid JSON"):
+        read(j)
+
+
+def test_folder_path_needs_exactly_one_data_file(tmp_path: Path):
+    with pytest.raises(DataError, match="found none; set data.path to the file"):
+        TableSource(tmp_path).file()
+    (tmp_path / "only.csv").write_text("text,label\na,b\n", encoding="utf-8")
+    assert TableSource(tmp_path).file().name == "only.csv"
+
+
+def test_datamodule_reports_skipped_rows_and_multilabel_space(tmp_path: Path):
+    f = tmp_path / "m.tsv"
+    rows = [f"文本{i}\t{'a,b' if i % 2 else 'b'}" for i in range(40)]
+    f.write_text("text\tlabel\n" + "\n".join(rows) + "\nbad\n", encoding="utf-8")
+    dm = TextClassificationDataModule(
+        source=lambda path: TableSource(path, label_separator=",", on_bad_row="skip"), path=str(f),
+        multi_label=True)
+    dm.prepare_splits()
+    summary = dm.summary()
+    assert summary["dropped"]["bad_rows"] == {"wrong field count": 1}
+    assert summary["labels"] == ["a", "b"] and summary["kept"] == 40
