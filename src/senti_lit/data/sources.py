@@ -108,7 +108,8 @@ class TableSource:
     """Any CSV / TSV / JSON-lines file of labelled texts (`data=csv`, and the base of most dataset readers).
 
     Args:
-        path: the file, or a folder holding exactly one .csv/.tsv/.txt/.jsonl file.
+        path: the file, or a folder holding `file_name` (or exactly one .csv/.tsv/.txt/.jsonl file).
+        file_name: the dataset's published file name, looked up when `path` is a folder.
         text_column: column (name, or index when `header=False`) or JSON key holding the text.
         label_column: column of the label; for multi-label, several labels split on `label_separator`, or a
             JSON list.
@@ -132,6 +133,7 @@ class TableSource:
         encoding: str = "auto",
         label_separator: str | None = None,
         on_bad_row: str = "error",
+        file_name: str | None = None,
     ) -> None:
         if (label_column is None) == (not label_columns):
             raise ValueError("set exactly one of data.source.label_column and data.source.label_columns")
@@ -140,6 +142,7 @@ class TableSource:
         if quoting not in ("minimal", "none"):
             raise ValueError(f"data.source.quoting must be 'minimal' or 'none', got {quoting!r}")
         self.path = Path(path)
+        self.file_name = file_name
         self.text_column, self.label_column = text_column, label_column
         self.label_columns = list(label_columns or [])
         self.format, self.quoting, self.header = format, quoting, header
@@ -153,7 +156,14 @@ class TableSource:
         if self.path.is_file():
             return self.path
         if not self.path.is_dir():
-            raise DataError(f"{self.path}: no such file or folder; set data.path to your data file")
+            wanted = f" ({self.file_name})" if self.file_name else ""
+            raise DataError(f"{self.path}: no such file or folder; put the dataset file{wanted} there or set data.path "
+                            "to your data file")
+        if self.file_name:
+            if not (self.path / self.file_name).is_file():
+                raise DataError(f"{self.path}: {self.file_name} not found; put the published file there or set "
+                                "data.path to the file")
+            return self.path / self.file_name
         found = sorted(p for p in self.path.iterdir() if p.suffix in TABLE_SUFFIXES)
         if len(found) != 1:
             names = ", ".join(p.name for p in found) or "none"
