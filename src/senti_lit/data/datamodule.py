@@ -24,6 +24,9 @@ from senti_lit.data.sources import DataError, Example
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# When one text sits in several published splits, the copy in the later split is kept: test and val stay as
+# published and train loses the overlap.
+SPLIT_PRIORITY = {None: 0, "train": 1, "val": 2, "test": 3}
 
 
 @dataclass
@@ -63,7 +66,7 @@ def clean(examples: Sequence[Example]) -> tuple[list[Example], CleanReport]:
             report.empty += 1
             continue
         label = ex.label if isinstance(ex.label, str) else tuple(sorted(set(ex.label)))  # label sets: order-free
-        by_text[text].append(Example(text, label, ex.origin))
+        by_text[text].append(Example(text, label, ex.origin, ex.split))
     kept: list[Example] = []
     for text, group in by_text.items():
         labels = {ex.label for ex in group}
@@ -76,9 +79,27 @@ def clean(examples: Sequence[Example]) -> tuple[list[Example], CleanReport]:
                 report.examples_of_contradictions.append(f"{text[:30]!r} at {', '.join(origins[:2])}{more}")
             continue
         report.duplicates += len(group) - 1
-        kept.append(group[0])
+        kept.append(max(group, key=lambda ex: SPLIT_PRIORITY[ex.split]))
     report.kept = len(kept)
     return kept, report
+
+
+def take(examples: list[Example], share: float, seed: int, multi_label: bool) -> tuple[list, list]:
+    """Seeded split of `share` of `examples` (stratified on the label for single-label): (rest, taken)."""
+    strata = None if multi_label else [ex.label for ex in examples]
+    try:
+        return train_test_split(examples, test_size=share, random_state=seed, stratify=strata)
+    except ValueError as e:  # sklearn's message does not say which label or what to do
+        rare = {k: v for k, v in Counter(strata or []).items() if v < 3}
+        raise DataError(
+            f"cannot split {share:.0%} off {len(examples)} examples: {e}; labels with fewer than 3 examples: "
+            f"{rare or 'none'}; add examples, drop those labels, or change data.split.fractions"
+        ) from None
+
+
+def by_content(examples: Sequence[Example]) -> list[Example]:
+    """Sorted by text and label, so a split depends on the data, not on file or reading order."""
+    return sorted(examples, key=lambda ex: (ex.text, str(ex.label)))
 
 
 def split(
@@ -87,24 +108,27 @@ def split(
     """Seeded train/val/test split, stratified on the label (single-label tasks)."""
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
         raise ValueError(f"data.split.fractions must be three positive numbers summing to 1, got {list(fractions)}")
-    # Sorting first makes the split depend on the data, not on file or reading order.
-    examples = sorted(examples, key=lambda ex: (ex.text, str(ex.label)))
-    index = list(range(len(examples)))
-    strata = None if multi_label else [ex.label for ex in examples]
     _, val_frac, test_frac = fractions
-    try:
-        train_idx, rest = train_test_split(index, test_size=val_frac + test_frac, random_state=seed, stratify=strata)
-        rest_strata = None if strata is None else [strata[i] for i in rest]
-        val_idx, test_idx = train_test_split(
-            rest, test_size=test_frac / (val_frac + test_frac), random_state=seed, stratify=rest_strata
-        )
-    except ValueError as e:  # sklearn's message does not say which label or what to do
-        rare = {k: v for k, v in Counter(strata or []).items() if v < 3}
-        raise DataError(
-            f"cannot make a stratified {list(fractions)} split of {len(examples)} examples: {e}; labels with fewer "
-            f"than 3 examples: {rare or 'none'}; add examples, drop those labels, or change data.split.fractions"
-        ) from None
-    return {name: [examples[i] for i in idx] for name, idx in zip(SPLITS, (train_idx, val_idx, test_idx))}
+    train, rest = take(by_content(examples), val_frac + test_frac, seed, multi_label)
+    val, test = take(rest, test_frac / (val_frac + test_frac), seed, multi_label)
+    return {"train": train, "val": val, "test": test}
+
+
+def published_splits(
+    examples: Sequence[Example], fractions: Sequence[float], seed: int, multi_label: bool
+) -> dict[str, list[Example]]:
+    """Keep the dataset's own splits; a missing val or test split is split off train (seeded, stratified)."""
+    unknown = {ex.split for ex in examples} - set(SPLITS)
+    parts = {name: by_content([ex for ex in examples if ex.split == name]) for name in SPLITS}
+    if unknown or not parts["train"]:
+        raise DataError(f"published splits must be named {list(SPLITS)} and include train; got "
+                        f"{sorted(map(str, unknown))} and {len(parts['train'])} train examples")
+    share = dict(zip(SPLITS, fractions))
+    for name in ("test", "val"):
+        if not parts[name]:
+            remaining = share["train"] + sum(share[n] for n in ("val", "test") if not parts[n])
+            parts["train"], parts[name] = take(parts["train"], share[name] / remaining, seed, multi_label)
+    return parts
 
 
 def check_no_leakage(splits: dict[str, list[Example]]) -> None:
@@ -209,7 +233,10 @@ class TextClassificationDataModule(L.LightningDataModule):
                 self.label_space.encode(ex.label)
             except KeyError as e:
                 raise DataError(f"{ex.origin}: {e.args[0]}; fix the row or add the label to data.labels") from None
-        self.splits = split(examples, self.fractions, self.split_seed, self.multi_label)
+        if any(ex.split for ex in examples):
+            self.splits = published_splits(examples, self.fractions, self.split_seed, self.multi_label)
+        else:
+            self.splits = split(examples, self.fractions, self.split_seed, self.multi_label)
         check_no_leakage(self.splits)
         for name, part in self.splits.items():
             log.info("data: %s split: %d examples, labels %s", name, len(part), label_histogram(part))

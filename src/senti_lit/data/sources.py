@@ -23,6 +23,7 @@ class Example:
     text: str
     label: str | tuple[str, ...]  # a tuple of names for multi-label examples
     origin: str = ""  # "file:line", for error messages
+    split: str | None = None  # "train" | "val" | "test" when the dataset publishes its splits
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
