@@ -39,7 +39,8 @@ def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> N
     module = MaskedLM(backbone, lr=w.lr, weight_decay=w.weight_decay, warmup_ratio=w.warmup_ratio)
     trainer = instantiate(
         cfg.trainer, max_epochs=w.epochs, enable_checkpointing=False,
-        callbacks=[c for c in instantiate_group(cfg.callbacks) if type(c).__name__.endswith("ProgressBar")],
+        # only the configured progress bar: checkpoints, early stopping and EMA belong to the classifier's fit
+        callbacks=instantiate_group({k: v for k, v in (cfg.callbacks or {}).items() if "progress_bar" in k}),
         logger=L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
                                                   default_hp_metric=False),
     )
