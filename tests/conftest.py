@@ -61,6 +61,7 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     """The train config as `python -m senti_lit.train <overrides>` composes it, writing to `output_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}"])
+        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}",
+                                            f"paths.cache_dir={output_dir}/cache"])
     GlobalHydra.instance().clear()
     return cfg

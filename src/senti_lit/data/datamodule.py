@@ -1,179 +1,61 @@
-"""TextClassificationDataModule: read -> clean -> dedup -> split -> tokenize once -> length-bucketed batches.
+"""TextClassificationDataModule: read -> clean -> split -> tokenize once (cached on disk) -> length-bucketed batches.
 
 The flow is explicit: `prepare_splits()` gives the cleaned, split examples (the tokenizer of a from-scratch model
 is trained on `train_texts()`), `set_tokenizer()` encodes every split once, the dataloaders batch the encodings with
-dynamic padding.
+dynamic padding. Both stages are cached under `cache_dir`, keyed by the data files' content and every option
+that changes the result, so a second run with the same data skips reading and tokenizing.
 """
 from __future__ import annotations
 
+import functools
 import logging
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import lightning as L
-import torch
-from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+import numpy as np
+from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, label_histogram
+from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_digest, load_pickle, save_pickle,
+                                     tokenizer_digest)
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example
+from senti_lit.data.splitting import check_no_leakage, published_splits, split, subsample_train
+from senti_lit.utils import plain
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-# When one text sits in several published splits, the copy in the later split is kept: test and val stay as
-# published and train loses the overlap.
-SPLIT_PRIORITY = {None: 0, "train": 1, "val": 2, "test": 3}
 
-
-@dataclass
-class CleanReport:
-    """What cleaning dropped, by reason; logged and kept for the run's records."""
-
-    rows_read: int = 0
-    empty: int = 0
-    duplicates: int = 0
-    contradictory_texts: int = 0
-    contradictory_rows: int = 0
-    kept: int = 0
-    bad_rows: dict[str, int] = field(default_factory=dict)  # skipped by the reader (on_bad_row=skip), by reason
-    examples_of_contradictions: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        bad = f"; skipped {sum(self.bad_rows.values())} bad rows {self.bad_rows}" if self.bad_rows else ""
-        return (
-            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates, "
-            f"{self.contradictory_rows} rows of {self.contradictory_texts} texts labelled both ways; "
-            f"kept {self.kept}"
-        )
-
-
-def normalize(text: str) -> str:
-    """The form texts are compared and trained in: surrounding whitespace is never meaningful."""
-    return text.strip()
-
-
-def clean(examples: Sequence[Example]) -> tuple[list[Example], CleanReport]:
-    """Drop empty texts, exact duplicates, and every copy of a text that carries different labels."""
-    report = CleanReport(rows_read=len(examples))
-    by_text: dict[str, list[Example]] = defaultdict(list)
-    for ex in examples:
-        text = normalize(ex.text)
-        if not text:
-            report.empty += 1
-            continue
-        label = ex.label if isinstance(ex.label, str) else tuple(sorted(set(ex.label)))  # label sets: order-free
-        by_text[text].append(Example(text, label, ex.origin, ex.split))
-    kept: list[Example] = []
-    for text, group in by_text.items():
-        labels = {ex.label for ex in group}
-        if len(labels) > 1:
-            report.contradictory_texts += 1
-            report.contradictory_rows += len(group)
-            if len(report.examples_of_contradictions) < 3:
-                origins = sorted({ex.origin for ex in group})
-                more = f" (+{len(origins) - 2} more)" if len(origins) > 2 else ""
-                report.examples_of_contradictions.append(f"{text[:30]!r} at {', '.join(origins[:2])}{more}")
-            continue
-        report.duplicates += len(group) - 1
-        kept.append(max(group, key=lambda ex: SPLIT_PRIORITY[ex.split]))
-    report.kept = len(kept)
-    return kept, report
-
-
-def take(examples: list[Example], share: float, seed: int, multi_label: bool) -> tuple[list, list]:
-    """Seeded split of `share` of `examples` (stratified on the label for single-label): (rest, taken)."""
-    strata = None if multi_label else [ex.label for ex in examples]
-    try:
-        return train_test_split(examples, test_size=share, random_state=seed, stratify=strata)
-    except ValueError as e:  # sklearn's message does not say which label or what to do
-        rare = {k: v for k, v in Counter(strata or []).items() if v < 3}
-        raise DataError(
-            f"cannot split {share:.0%} off {len(examples)} examples: {e}; labels with fewer than 3 examples: "
-            f"{rare or 'none'}; add examples, drop those labels, or change data.split.fractions"
-        ) from None
-
-
-def by_content(examples: Sequence[Example]) -> list[Example]:
-    """Sorted by text and label, so a split depends on the data, not on file or reading order."""
-    return sorted(examples, key=lambda ex: (ex.text, str(ex.label)))
-
-
-def split(
-    examples: Sequence[Example], fractions: Sequence[float], seed: int, multi_label: bool
-) -> dict[str, list[Example]]:
-    """Seeded train/val/test split, stratified on the label (single-label tasks)."""
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
-        raise ValueError(f"data.split.fractions must be three positive numbers summing to 1, got {list(fractions)}")
-    _, val_frac, test_frac = fractions
-    train, rest = take(by_content(examples), val_frac + test_frac, seed, multi_label)
-    val, test = take(rest, test_frac / (val_frac + test_frac), seed, multi_label)
-    return {"train": train, "val": val, "test": test}
-
-
-def published_splits(
-    examples: Sequence[Example], fractions: Sequence[float], seed: int, multi_label: bool
-) -> dict[str, list[Example]]:
-    """Keep the dataset's own splits; a missing val or test split is split off train (seeded, stratified)."""
-    unknown = {ex.split for ex in examples} - set(SPLITS)
-    parts = {name: by_content([ex for ex in examples if ex.split == name]) for name in SPLITS}
-    if unknown or not parts["train"]:
-        raise DataError(f"published splits must be named {list(SPLITS)} and include train; got "
-                        f"{sorted(map(str, unknown))} and {len(parts['train'])} train examples")
-    share = dict(zip(SPLITS, fractions))
-    for name in ("test", "val"):
-        if not parts[name]:
-            remaining = share["train"] + sum(share[n] for n in ("val", "test") if not parts[n])
-            parts["train"], parts[name] = take(parts["train"], share[name] / remaining, seed, multi_label)
-    return parts
-
-
-def check_no_leakage(splits: dict[str, list[Example]]) -> None:
-    """No text may sit in two splits: a model would be tested on what it trained on."""
-    seen: dict[str, str] = {}
-    for name, examples in splits.items():
-        for ex in examples:
-            other = seen.setdefault(ex.text, name)
-            if other != name:
-                raise DataError(f"{ex.origin}: text is in both the {other} and {name} splits: {ex.text[:60]!r}")
-
-
-def label_histogram(examples: Sequence[Example]) -> dict[str, int]:
-    counts = Counter(label for ex in examples for label in ((ex.label,) if isinstance(ex.label, str) else ex.label))
-    return dict(sorted(counts.items()))
-
-
-class EncodedDataset(Dataset):
-    """Token ids and labels of one split, encoded once."""
-
-    def __init__(self, input_ids: list[list[int]], labels: list[Any]) -> None:
-        self.input_ids, self.labels = input_ids, labels
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input_ids": self.input_ids[i], "labels": self.labels[i]}
-
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
+def describe_factory(factory: Any) -> Any:
+    """What a source partial will build: function name and arguments (part of the cache key)."""
+    if isinstance(factory, functools.partial):
+        name = f"{factory.func.__module__}.{getattr(factory.func, '__qualname__', factory.func)}"
+        return [name, [plain(a) for a in factory.args], {k: plain(v) for k, v in factory.keywords.items()}]
+    return repr(factory)
 
 
 class TextClassificationDataModule(L.LightningDataModule):
     """Any single- or multi-label text classification dataset given by a `source` with a `read()` method.
 
     Args:
-        source: partial reader, called with `path`, whose `read()` yields `Example`s (`senti_lit.data.sources`).
-        path: the dataset's file or folder (`data.path=`); each source documents its default.
+        source: partial reader, called with `path`, whose `read()` yields `Example`s (`senti_lit.data.sources`,
+            `senti_lit.data.layouts`).
+        path: the dataset's file or folder (`data.path=`); each config documents its default.
         labels: label names in order; None infers them (sorted) from the data.
+        aliases: {label as published: label name}, applied as the data is read, so datasets can share names
+            (`happy`/`happiness` -> `joy`, `0`/`1` -> `negative`/`positive`).
         multi_label: each example has a set of labels.
+        normalize: TextNormalizer options: {fullwidth, whitespace, join_cjk_words}.
         split: `{fractions: [train, val, test], seed: int}`; the split seed is separate from the training seed so a
-            seed sweep trains on one fixed split.
+            seed sweep trains on one fixed split. Published splits are kept; missing ones are split off train.
+        limit_train: at most this many training examples (stratified subsample; val/test untouched).
+        per_label: at most this many training examples per label (balanced subsample; val/test untouched).
         max_length: tokens per text after truncation (special tokens included).
         length_grouped: batch texts of similar length together in training (less padding, same randomness).
+        cache_dir: where read/split examples and token ids are cached; null disables the cache.
     """
 
     def __init__(
@@ -181,81 +63,143 @@ class TextClassificationDataModule(L.LightningDataModule):
         source: Any,
         path: str | None = None,
         labels: Sequence[str] | None = None,
+        aliases: Mapping[str, str] | None = None,
         multi_label: bool = False,
-        split: dict | None = None,
+        normalize: Mapping[str, bool] | None = None,
+        split: Mapping | None = None,
+        limit_train: int | None = None,
+        per_label: int | None = None,
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int = 128,
         num_workers: int = 0,
         length_grouped: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         split = dict(split or {})
         self.source_factory, self.path = source, path
         self.source: Any = None
         self.labels = list(labels) if labels else None
+        self.aliases = {str(k): str(v) for k, v in (aliases or {}).items()}
         self.multi_label = multi_label
+        self.normalizer = TextNormalizer(**dict(normalize or {}))
         self.fractions = tuple(split.get("fractions", (0.8, 0.1, 0.1)))
         self.split_seed = int(split.get("seed", 42))
+        self.limit_train, self.per_label = limit_train, per_label
         self.max_length = max_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.length_grouped = length_grouped
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.splits: dict[str, list[Example]] | None = None
         self.label_space: LabelSpace | None = None
         self.clean_report: CleanReport | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.datasets: dict[str, EncodedDataset] = {}
+        self.cache_hits: dict[str, bool] = {}  # stage -> whether it came from the cache (tests, data.json)
+        self.subsampled_from: int | None = None
 
     # -- examples -------------------------------------------------------------------------------------------------
     def prepare_splits(self) -> dict[str, list[Example]]:
-        """Read, clean and split once; later calls return the same splits."""
+        """Read, clean and split once (or load them from the cache); later calls return the same splits."""
         if self.splits is not None:
             return self.splits
         self.source = self.source_factory(self.path)  # built here, not in __init__: composing a config reads nothing
-        examples, report = clean(list(self.source.read()))
+        cache = self._examples_cache()
+        if cache is not None and cache.is_file():
+            self._restore(load_pickle(cache))
+            self.cache_hits["examples"] = True
+            log.info("data: examples from cache %s", cache)
+        else:
+            self._read_clean_split()
+            self.cache_hits["examples"] = False
+            if cache is not None:
+                save_pickle(cache, self._snapshot())
+        log.info("data: %s", self.clean_report.summary())
+        for name, part in self.splits.items():
+            log.info("data: %s split: %d examples, labels %s", name, len(part), label_histogram(part))
+        return self.splits
+
+    def _read_clean_split(self) -> None:
+        examples, report = clean(self.source.read(), self.normalizer, self.aliases)
         report.bad_rows = dict(getattr(self.source, "skipped", {}))
         self.clean_report = report
-        log.info("data: %s", report.summary())
         if report.contradictory_texts:
             log.info("data: contradictory texts, e.g. %s", "; ".join(report.examples_of_contradictions))
         if not examples:
             raise DataError(f"{self.source!r}: no usable rows ({report.summary()})")
-        label_values = [ex.label for ex in examples]
-        self.label_space = (
-            LabelSpace(tuple(self.labels), self.multi_label)
-            if self.labels
-            else LabelSpace.infer(label_values, self.multi_label)
-        )
+        self.label_space = self._label_space(examples)
         for ex in examples:  # unknown labels fail here, naming the row, not later inside a batch
             try:
                 self.label_space.encode(ex.label)
             except KeyError as e:
-                raise DataError(f"{ex.origin}: {e.args[0]}; fix the row or add the label to data.labels") from None
-        if any(ex.split for ex in examples):
-            self.splits = published_splits(examples, self.fractions, self.split_seed, self.multi_label)
-        else:
-            self.splits = split(examples, self.fractions, self.split_seed, self.multi_label)
-        check_no_leakage(self.splits)
-        for name, part in self.splits.items():
-            log.info("data: %s split: %d examples, labels %s", name, len(part), label_histogram(part))
-        return self.splits
+                raise DataError(f"{ex.origin}: {e.args[0]}; fix the row, add the label to data.labels, or map it "
+                                "with data.aliases") from None
+        splitter = published_splits if any(ex.split for ex in examples) else split
+        splits = splitter(examples, self.fractions, self.split_seed, self.multi_label)
+        if self.limit_train is not None or self.per_label is not None:
+            self.subsampled_from = len(splits["train"])
+            splits["train"] = subsample_train(splits["train"], self.limit_train, self.per_label, self.split_seed,
+                                              self.multi_label)
+            log.info("data: train subsampled from %d to %d examples", self.subsampled_from, len(splits["train"]))
+        check_no_leakage(splits)
+        self.splits = splits
+
+    def _label_space(self, examples: list[Example]) -> LabelSpace:
+        if self.labels:
+            return LabelSpace(tuple(self.labels), self.multi_label, self.aliases)
+        inferred = LabelSpace.infer([ex.label for ex in examples], self.multi_label)
+        aliases = {k: v for k, v in self.aliases.items() if v in inferred.names}
+        return LabelSpace(inferred.names, self.multi_label, aliases)
+
+    def _examples_cache(self) -> Path | None:
+        """<cache_dir>/<key>/examples.pkl, keyed by the files' content and every option that changes the splits;
+        None when there is no cache (cache_dir null, or a source without local files)."""
+        files = getattr(self.source, "files", None)
+        if self.cache_dir is None or files is None:
+            return None
+        paths = files()
+        if not paths:
+            return None
+        self.cache_key = digest(describe_factory(self.source_factory), str(self.path), files_digest(paths),
+                                self.labels, self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
+                                self.split_seed, self.limit_train, self.per_label)
+        return self.cache_dir / self.cache_key / "examples.pkl"
+
+    def _snapshot(self) -> dict[str, Any]:
+        columns = {name: ([ex.text for ex in part], [ex.label for ex in part], [ex.origin for ex in part])
+                   for name, part in self.splits.items()}
+        return {"splits": columns, "report": vars(self.clean_report), "labels": self.label_space.to_dict(),
+                "subsampled_from": self.subsampled_from, "source": repr(self.source)}
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.splits = {name: [Example(t, l, o, name) for t, l, o in zip(*columns)]
+                       for name, columns in snap["splits"].items()}
+        self.clean_report = CleanReport(**snap["report"])
+        self.label_space = LabelSpace.from_dict(snap["labels"])
+        self.subsampled_from = snap["subsampled_from"]
+        self.source_description = snap["source"]
 
     def summary(self) -> dict[str, Any]:
         """Rows read / kept / dropped by reason, split sizes and label histogram per split (saved with the run)."""
         splits = self.prepare_splits()
         report = self.clean_report
         return {
-            "source": repr(self.source),
+            "source": getattr(self, "source_description", None) or repr(self.source),
             "rows_read": report.rows_read,
             "kept": report.kept,
             "dropped": {"empty": report.empty, "duplicates": report.duplicates,
                         "contradictory_rows": report.contradictory_rows, "bad_rows": report.bad_rows},
             "contradictory_texts": report.contradictory_texts,
             "labels": list(self.label_space.names),
+            "aliases": self.label_space.aliases,
+            "normalize": vars(self.normalizer),
             "split_seed": self.split_seed,
+            "train_subsampled_from": self.subsampled_from,
             "splits": {name: {"size": len(part), "labels": label_histogram(part)} for name, part in splits.items()},
+            "cache": self.cache_hits,
         }
 
     def train_texts(self) -> list[str]:
@@ -263,19 +207,30 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     # -- encodings ------------------------------------------------------------------------------------------------
     def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Encode every split once with `tokenizer` (truncated to `max_length`)."""
+        """Encode every split once with `tokenizer` (truncated to `max_length`), or load the cached encodings."""
         splits = self.prepare_splits()
         self.tokenizer = tokenizer
         self.collator = DataCollatorWithPadding(tokenizer)
+        folder = None
+        if self.cache_dir is not None and getattr(self, "cache_key", None):
+            folder = self.cache_dir / self.cache_key / f"tokens-{tokenizer_digest(tokenizer)}-{self.max_length}"
+        hit = folder is not None and all((folder / f"{name}.npz").is_file() for name in splits)
         for name, examples in splits.items():
-            ids = tokenizer(
-                [ex.text for ex in examples], truncation=True, max_length=self.max_length,
-                return_attention_mask=False, return_token_type_ids=False,
-            )["input_ids"]
-            labels = [self.label_space.encode(ex.label) for ex in examples]
-            if self.multi_label:
-                labels = [[float(v) for v in vector] for vector in labels]
-            self.datasets[name] = EncodedDataset(ids, labels)
+            if hit:
+                self.datasets[name] = EncodedDataset.load(folder / f"{name}.npz")
+                continue
+            self.datasets[name] = encode(tokenizer, [ex.text for ex in examples], self._label_array(examples),
+                                         self.max_length)
+            if folder is not None:
+                self.datasets[name].save(folder / f"{name}.npz")
+        self.cache_hits["tokens"] = hit
+        log.info("data: token ids %s", f"from cache {folder}" if hit else "encoded")
+
+    def _label_array(self, examples: Sequence[Example]) -> np.ndarray:
+        if self.multi_label:
+            return np.array([self.label_space.encode(ex.label) for ex in examples], dtype=np.float32).reshape(
+                len(examples), self.label_space.num_labels)
+        return np.array([self.label_space.id_of(ex.label) for ex in examples], dtype=np.int64)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
@@ -297,14 +252,14 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     def unlabelled_train_loader(self, batch_size: int, collate_fn: Any) -> DataLoader:
         """The training texts' token ids without labels (for MLM warm-up), length-grouped."""
-        ids = self.datasets["train"].input_ids
-        sampler = LengthGroupedSampler(batch_size, lengths=[len(x) for x in ids])
-        return self._loader([{"input_ids": x} for x in ids], batch_size, sampler=sampler, collate_fn=collate_fn)
+        ds = self.datasets["train"].without_labels()
+        sampler = LengthGroupedSampler(batch_size, lengths=ds.lengths())
+        return self._loader(ds, batch_size, sampler=sampler, collate_fn=collate_fn)
 
     def _eval_loader(self, name: str) -> DataLoader:
         ds = self.datasets[name]
         # Evaluation order does not matter for metrics; length order minimises padding.
-        order = sorted(range(len(ds)), key=ds.lengths().__getitem__)
+        order = np.argsort(ds.lengths(), kind="stable").tolist()
         return self._loader(ds, self.eval_batch_size, sampler=order)
 
     def _loader(self, ds: Any, batch_size: int, **kwargs: Any) -> DataLoader:

@@ -5,6 +5,7 @@ place (`datamodule.clean`), so every skipped row is reported.
 """
 from __future__ import annotations
 
+import ast
 import codecs
 import csv
 import json
@@ -50,14 +51,17 @@ class LinesPerLabel:
     def __init__(self, files: Mapping[str, str | Path], encoding: str = "utf-8") -> None:
         if not files:
             raise ValueError("LinesPerLabel needs at least one {label: file}")
-        self.files = {str(label): Path(p) for label, p in files.items()}
+        self.label_files = {str(label): Path(p) for label, p in files.items()}
         self.encoding = encoding
 
     def __repr__(self) -> str:
-        return f"LinesPerLabel({ {k: str(v) for k, v in self.files.items()} })"
+        return f"LinesPerLabel({ {k: str(v) for k, v in self.label_files.items()} })"
+
+    def files(self) -> list[Path]:
+        return list(self.label_files.values())
 
     def read(self) -> Iterator[Example]:
-        for label, path in self.files.items():
+        for label, path in self.label_files.items():
             for number, line in read_lines(path, self.encoding):
                 yield Example(line, label, f"{path}:{number}")
 
@@ -105,20 +109,44 @@ TRUE_VALUES = {"1", "1.0", "true", "True"}
 FALSE_VALUES = {"0", "0.0", "false", "False", ""}
 
 
+def sniff_format(path: Path, encoding: str) -> str:
+    """csv | tsv | jsonl from the first non-empty line: many published ".csv" files are tab-separated and many
+    ".txt" files are JSON lines, so the suffix alone is not trusted."""
+    for _, line in read_lines(path, encoding):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            return "jsonl"
+        if "\t" in line:
+            return "tsv"
+        return "csv" if "," in line else TABLE_SUFFIXES.get(path.suffix, "csv")
+    return TABLE_SUFFIXES.get(path.suffix, "csv")
+
+
+def read_label_names(path: Path) -> list[str]:
+    """A labels.txt: one label name per line; line i names label id i."""
+    return [line.strip() for _, line in read_lines(path, detect_encoding(path)) if line.strip()]
+
+
 class TableSource:
-    """Any CSV / TSV / JSON-lines file of labelled texts (`data=csv`, and the base of most dataset readers).
+    """Any CSV / TSV / JSON-lines file of labelled texts (`data=csv`, and the reader of every published dataset).
 
     Args:
         path: the file, or a folder holding `file_name` (or exactly one .csv/.tsv/.txt/.jsonl file).
         file_name: the dataset's published file name, looked up when `path` is a folder.
-        text_column: column (name, or index when `header=False`) or JSON key holding the text.
-        label_column: column of the label; for multi-label, several labels split on `label_separator`, or a
-            JSON list.
-        label_columns: one-hot multi-label columns (0/1), each named after its label; instead of `label_column`.
-        format: csv | tsv | jsonl | auto (by suffix).
+        text_column: column name, column index (0-based, with or without a header) or JSON key of the text.
+        label_column: column of the label; for multi-label, several labels split on `label_separator`, a JSON
+            list, or (`label_list`) a Python/JSON list literal such as `['Love', 'Joy']`.
+        label_columns: one-hot multi-label columns (0/1): a list of column names (each is its label's name) or a
+            mapping {column name: label name}; instead of `label_column`.
+        format: csv | tsv | jsonl | auto (sniffed from the first line).
         quoting: minimal (standard CSV quotes) | none (quote characters are part of the text, as in many TSVs).
-        header: the first row names the columns.
+        header: true | false | auto (the first row is a header when its label is not a label: needs
+            `label_ids`, or named columns).
         encoding: auto (UTF-8 with or without BOM, GB18030) or a Python codec name.
+        label_ids: label values are integer ids into this list of names (GoEmotions-style).
+        label_ids_file: a file next to the data (e.g. labels.txt, one name per line) naming the ids; when
+            present it is used (and must agree with `label_ids`).
         on_bad_row: error (stop, naming file and line) | skip (count, report in the run's data summary).
     """
 
@@ -127,12 +155,15 @@ class TableSource:
         path: str | Path,
         text_column: str | int = "text",
         label_column: str | int | None = "label",
-        label_columns: list[str] | None = None,
+        label_columns: list[str] | Mapping[str, str] | None = None,
         format: str = "auto",
         quoting: str = "minimal",
-        header: bool = True,
+        header: bool | str = True,
         encoding: str = "auto",
         label_separator: str | None = None,
+        label_list: bool = False,
+        label_ids: list[str] | None = None,
+        label_ids_file: str | None = None,
         on_bad_row: str = "error",
         file_name: str | None = None,
     ) -> None:
@@ -142,13 +173,20 @@ class TableSource:
             raise ValueError(f"data.source.on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
         if quoting not in ("minimal", "none"):
             raise ValueError(f"data.source.quoting must be 'minimal' or 'none', got {quoting!r}")
+        if header not in (True, False, "auto"):
+            raise ValueError(f"data.source.header must be true, false or auto, got {header!r}")
         self.path = Path(path)
         self.file_name = file_name
         self.text_column, self.label_column = text_column, label_column
-        self.label_columns = list(label_columns or [])
+        columns = label_columns or []
+        self.label_columns = dict(columns) if isinstance(columns, Mapping) else {str(c): str(c) for c in columns}
         self.format, self.quoting, self.header = format, quoting, header
-        self.encoding, self.label_separator, self.on_bad_row = encoding, label_separator, on_bad_row
+        self.encoding, self.label_separator, self.label_list = encoding, label_separator, label_list
+        self.label_ids = [str(n) for n in label_ids] if label_ids else None
+        self.label_ids_file = label_ids_file
+        self.on_bad_row = on_bad_row
         self.skipped: Counter[str] = Counter()
+        self._names: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"TableSource({str(self.path)!r})"
@@ -172,14 +210,40 @@ class TableSource:
                             "set data.path to the file")
         return found[0]
 
+    def files(self) -> list[Path]:
+        """Every file this source reads (their content keys the tokenization cache)."""
+        ids = self._ids_file()
+        return [self.file(), *([ids] if ids else [])]
+
+    def _ids_file(self) -> Path | None:
+        if not self.label_ids_file:
+            return None
+        candidate = self.file().parent / self.label_ids_file
+        return candidate if candidate.is_file() else None
+
+    def _id_names(self) -> list[str] | None:
+        ids_file = self._ids_file()
+        if ids_file is None:
+            if self.label_ids_file and not self.label_ids:
+                raise DataError(f"{self.file().parent}: {self.label_ids_file} not found; the labels of "
+                                f"{self.file().name} are ids into it: put it next to the data file")
+            return self.label_ids
+        names = read_label_names(ids_file)
+        if self.label_ids and names != self.label_ids:
+            raise DataError(f"{ids_file}: names {names} differ from data.source.label_ids {self.label_ids}; "
+                            "fix one of them (line i of the file names label id i)")
+        return names
+
     def read(self) -> Iterator[Example]:
         path = self.file()
-        fmt = TABLE_SUFFIXES.get(path.suffix, "csv") if self.format == "auto" else self.format
-        lines = read_lines(path, detect_encoding(path, self.encoding))
+        encoding = detect_encoding(path, self.encoding)
+        fmt = sniff_format(path, encoding) if self.format == "auto" else self.format
+        self._names = self._id_names()
+        lines = read_lines(path, encoding)
         rows = self._json_rows(path, lines) if fmt == "jsonl" else self._csv_rows(path, lines, fmt)
-        for origin, row in rows:
+        for origin, row, columns in rows:
             try:
-                yield Example(self._cell(row, self.text_column), self._label(row), origin)
+                yield Example(self._cell(row, columns, self.text_column), self._label(row, columns), origin)
             except (KeyError, IndexError, ValueError) as e:
                 self._bad(origin, str(e.args[0]) if e.args else type(e).__name__)
 
@@ -188,40 +252,56 @@ class TableSource:
             raise DataError(f"{origin}: {reason}; fix the row, or set data.source.on_bad_row=skip to count and skip it")
         self.skipped[reason.split(":")[0]] += 1
 
-    def _csv_rows(self, path: Path, lines: Iterator[tuple[int, str]], fmt: str) -> Iterator[tuple[str, Any]]:
-        numbered = ((n, line + "\n") for n, line in lines)
+    def _csv_rows(self, path: Path, lines: Iterator[tuple[int, str]], fmt: str) -> Iterator[tuple[str, list, dict]]:
         current = [0]
 
         def text_lines() -> Iterator[str]:
-            for n, line in numbered:
+            for n, line in lines:
                 current[0] = n
-                yield line
+                yield line + "\n"
 
         reader = csv.reader(text_lines(), delimiter="\t" if fmt == "tsv" else ",",
                             quoting=csv.QUOTE_NONE if self.quoting == "none" else csv.QUOTE_MINIMAL)
-        names: list[str] | None = None
+        columns: dict[str, int] = {}
+        width: int | None = None
+        first = True
         for row in reader:
             origin = f"{path}:{current[0]}"
             if not row:
                 continue  # blank line
-            if self.header and names is None:
-                names = row
-                self._check_header(path, names)
-                continue
-            if names is not None and len(row) != len(names):
-                self._bad(origin, f"wrong field count: {len(row)} fields, the header has {len(names)}"
+            if first:
+                first = False
+                if self._is_header(row):
+                    columns, width = {name: i for i, name in enumerate(row)}, len(row)
+                    self._check_header(path, row)
+                    continue
+            if width is not None and len(row) != width:
+                self._bad(origin, f"wrong field count: {len(row)} fields, the header has {width}"
                                   + (" (a quote or separator inside the text?)" if self.quoting == "minimal" else ""))
                 continue
-            yield origin, dict(zip(names, row)) if names is not None else row
+            yield origin, row, columns
+
+    def _is_header(self, row: list[str]) -> bool:
+        if self.header != "auto":
+            return bool(self.header)
+        if self._names is not None and isinstance(self.label_column, int) and len(row) > self.label_column:
+            try:
+                self._label(row, {})
+                return False
+            except (KeyError, IndexError, ValueError):
+                return True
+        if isinstance(self.text_column, str):
+            return self.text_column in row
+        raise ValueError("data.source.header=auto needs named columns or label_ids; set header to true or false")
 
     def _check_header(self, path: Path, names: list[str]) -> None:
-        wanted = [c for c in (self.text_column, self.label_column, *self.label_columns) if c is not None]
+        wanted = [c for c in (self.text_column, self.label_column, *self.label_columns) if isinstance(c, str)]
         missing = [c for c in wanted if c not in names]
         if missing:
             raise DataError(f"{path}:1: header {names} lacks column(s) {missing}; set data.source.text_column / "
                             "label_column(s) to the file's column names (or header=false with column indexes)")
 
-    def _json_rows(self, path: Path, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[str, Any]]:
+    def _json_rows(self, path: Path, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[str, dict, dict]]:
         for n, line in lines:
             if not line.strip():
                 continue
@@ -234,29 +314,52 @@ class TableSource:
             if not isinstance(obj, dict):
                 self._bad(origin, f"invalid JSON: expected an object per line, got {type(obj).__name__}")
                 continue
-            yield origin, obj
+            yield origin, obj, {}
 
     @staticmethod
-    def _cell(row: Any, column: str | int) -> str:
-        if isinstance(row, list):
-            return row[int(column)]
-        if column not in row:
-            raise KeyError(f"missing field: no {column!r} in this row")
-        return row[column]
+    def _cell(row: list | dict, columns: dict[str, int], column: str | int) -> Any:
+        if isinstance(row, dict):
+            if column not in row:
+                raise KeyError(f"missing field: no {column!r} in this row")
+            return row[column]
+        return row[columns[column] if isinstance(column, str) else int(column)]
 
-    def _label(self, row: Any) -> str | tuple[str, ...]:
+    def _label(self, row: list | dict, columns: dict[str, int]) -> str | tuple[str, ...]:
         if self.label_columns:
-            values = {c: str(self._cell(row, c)).strip() for c in self.label_columns}
+            values = {c: str(self._cell(row, columns, c)).strip() for c in self.label_columns}
             odd = {c: v for c, v in values.items() if v not in TRUE_VALUES | FALSE_VALUES}
             if odd:
                 raise ValueError(f"bad one-hot value: {odd} (expected 0 or 1)")
-            return tuple(c for c, v in values.items() if v in TRUE_VALUES)
-        value = self._cell(row, self.label_column)
+            return tuple(self.label_columns[c] for c, v in values.items() if v in TRUE_VALUES)
+        value = self._cell(row, columns, self.label_column)
+        if self.label_list and isinstance(value, str):
+            value = self._literal_list(value)
         if isinstance(value, list):
-            return tuple(str(v).strip() for v in value)
+            return tuple(self._name(v) for v in value)
         value = str(value).strip()
         if not value:
             raise ValueError("empty label")
         if self.label_separator:
-            return tuple(v.strip() for v in value.split(self.label_separator) if v.strip())
-        return value
+            return tuple(self._name(v) for v in value.split(self.label_separator) if v.strip())
+        return self._name(value)
+
+    @staticmethod
+    def _literal_list(value: str) -> list:
+        try:
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"bad label list: {value[:40]!r} is not a list literal like ['Love', 'Joy']") from None
+        if not isinstance(parsed, (list, tuple)):
+            raise ValueError(f"bad label list: {value[:40]!r} is not a list")
+        return list(parsed)
+
+    def _name(self, value: Any) -> str:
+        """A label value as a name: ids are looked up in `label_ids` / labels.txt."""
+        value = str(value).strip()
+        if self._names is None:
+            return value
+        try:
+            return self._names[int(value)]
+        except (ValueError, IndexError):
+            raise ValueError(f"bad label id: {value!r} (expected 0..{len(self._names) - 1}, ids into the label "
+                             "names)") from None

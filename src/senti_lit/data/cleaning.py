@@ -1,0 +1,115 @@
+"""Cleaning: label aliases, text normalisation, and every drop (empty, duplicate, contradictory) counted."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from senti_lit.data.sources import Example
+
+# When one text sits in several published splits, the copy in the later split is kept: test and val stay as
+# published and train loses the overlap.
+SPLIT_PRIORITY = {None: 0, "train": 1, "val": 2, "test": 3}
+
+FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}  # ！..～ and the ideographic space
+CJK = r"\u2e80-\u2fff\u3001-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK}])\s+(?=[{CJK}])")
+WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class TextNormalizer:
+    """Text normalisation options (`data.normalize`); surrounding whitespace is always stripped.
+
+    fullwidth: full-width ASCII forms and the ideographic space become half-width (`Ｉｔ’ｓ　ｍｅ` -> `It’s me`).
+    whitespace: runs of whitespace (newlines, tabs) become one space.
+    join_cjk_words: drop the spaces between two CJK characters, undoing a word segmentation (cecps8's texts are
+        published segmented: `现在 好 终于 如愿以偿` -> `现在好终于如愿以偿`); spaces next to Latin words stay.
+    """
+
+    fullwidth: bool = False
+    whitespace: bool = False
+    join_cjk_words: bool = False
+
+    def __call__(self, text: str) -> str:
+        if self.fullwidth:
+            text = text.translate(FULLWIDTH)
+        if self.whitespace:
+            text = WHITESPACE.sub(" ", text)
+        if self.join_cjk_words:
+            text = SPACE_BETWEEN_CJK.sub("", text)
+        return text.strip()
+
+
+@dataclass
+class CleanReport:
+    """What cleaning dropped, by reason; logged and kept for the run's records."""
+
+    rows_read: int = 0
+    empty: int = 0
+    duplicates: int = 0
+    contradictory_texts: int = 0
+    contradictory_rows: int = 0
+    kept: int = 0
+    bad_rows: dict[str, int] = field(default_factory=dict)  # skipped by the reader (on_bad_row=skip), by reason
+    examples_of_contradictions: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        bad = f"; skipped {sum(self.bad_rows.values())} bad rows {self.bad_rows}" if self.bad_rows else ""
+        return (
+            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates, "
+            f"{self.contradictory_rows} rows of {self.contradictory_texts} texts labelled both ways; "
+            f"kept {self.kept}"
+        )
+
+
+def canonical_label(label: str | Iterable[str], aliases: Mapping[str, str]) -> str | tuple[str, ...]:
+    """A label in the task's names: aliases applied; a label set sorted and de-duplicated (order is no label)."""
+    if isinstance(label, str):
+        return aliases.get(label, label)
+    return tuple(sorted({aliases.get(l, l) for l in label}))
+
+
+def clean(
+    examples: Iterable[Example], normalizer: TextNormalizer = TextNormalizer(),
+    aliases: Mapping[str, str] | None = None,
+) -> tuple[list[Example], CleanReport]:
+    """Normalise texts and labels; drop empty texts, exact duplicates, and every copy of a text that carries
+    different labels."""
+    report = CleanReport()
+    aliases = dict(aliases or {})
+    by_text: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        report.rows_read += 1
+        text = normalizer(ex.text)
+        if not text:
+            report.empty += 1
+            continue
+        by_text[text].append(Example(text, canonical_label(ex.label, aliases), ex.origin, ex.split))
+    kept: list[Example] = []
+    for text, group in by_text.items():
+        if len(group) == 1:  # the common case, without building a set
+            kept.append(group[0])
+            continue
+        labels = {ex.label for ex in group}
+        if len(labels) > 1:
+            report.contradictory_texts += 1
+            report.contradictory_rows += len(group)
+            if len(report.examples_of_contradictions) < 3:
+                origins = sorted({ex.origin for ex in group})
+                more = f" (+{len(origins) - 2} more)" if len(origins) > 2 else ""
+                report.examples_of_contradictions.append(f"{text[:30]!r} at {', '.join(origins[:2])}{more}")
+            continue
+        report.duplicates += len(group) - 1
+        kept.append(max(group, key=lambda ex: SPLIT_PRIORITY[ex.split]))
+    report.kept = len(kept)
+    return kept, report
+
+
+def label_histogram(examples: Sequence[Example]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for ex in examples:
+        for label in (ex.label,) if isinstance(ex.label, str) else ex.label:
+            counts[label] += 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,120 @@
+"""Token ids of a split in flat numpy arrays, encoded in chunks, and the on-disk cache that keeps them.
+
+A million texts as Python lists of token ints would cost ~30 bytes per token; one int32 array plus offsets
+costs 4, loads in milliseconds and is what the cache stores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from itertools import chain
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
+
+CHUNK = 8192  # texts per tokenizer call: the per-token Python ints of one chunk are all that is ever alive
+
+
+class EncodedDataset(Dataset):
+    """Token ids (flat int32 + offsets) and labels (class ids, or 0/1 rows for multi-label) of one split."""
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None) -> None:
+        self.ids, self.offsets, self.labels = ids, offsets, labels
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"input_ids": self.ids[self.offsets[i]:self.offsets[i + 1]].tolist()}
+        if self.labels is not None:
+            item["labels"] = self.labels[i].tolist()
+        return item
+
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
+
+    def without_labels(self) -> "EncodedDataset":
+        return EncodedDataset(self.ids, self.offsets, None)
+
+    def save(self, path: Path) -> None:
+        arrays = {"ids": self.ids, "offsets": self.offsets, "labels": self.labels}
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: Path) -> "EncodedDataset":
+        with np.load(path) as data:
+            return cls(data["ids"], data["offsets"], data["labels"])
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray,
+           max_length: int) -> EncodedDataset:
+    """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays."""
+    ids_parts, lengths = [], []
+    for start in range(0, len(texts), CHUNK):
+        batch = tokenizer(list(texts[start:start + CHUNK]), truncation=True, max_length=max_length,
+                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        sizes = [len(x) for x in batch]
+        ids_parts.append(np.fromiter(chain.from_iterable(batch), dtype=np.int32, count=sum(sizes)))
+        lengths.extend(sizes)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.int32)
+    return EncodedDataset(ids, offsets, labels)
+
+
+# -- cache keys ---------------------------------------------------------------------------------------------------
+CACHE_VERSION = 1  # bump when what is cached, or how it is computed, changes
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (config values, file digests)."""
+    text = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
+    """What decides the token ids: the whole fast-tokenizer pipeline (vocab, normaliser, post-processor)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # truncation/padding are set per call, not part of the tokenizer's identity
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None), state.pop("padding", None)
+        return digest(type(tokenizer).__name__, state)
+    return digest(type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens)
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file and rename: a crashed or concurrent run never leaves half a cache file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pickle(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load_pickle(path: Path) -> Any:
+    with path.open("rb") as f:
+        return pickle.load(f)
+
+
+def files_digest(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    return [(p.name, file_digest(p)) for p in paths]
