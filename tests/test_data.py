@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -129,3 +130,89 @@ def test_published_splits_are_kept_and_overlap_leaves_train():
     check_no_leakage(parts)
     with pytest.raises(DataError, match="published splits must be named"):
         published_splits([Example("a", "pos", "x:1", "dev")], (0.8, 0.1, 0.1), seed=0, multi_label=False)
+
+
+# -- cache, subsampling, normalisation ------------------------------------------------------------------------------
+def table_module(path: Path, cache: Path, **kwargs) -> TextClassificationDataModule:
+    from senti_lit.data.sources import TableSource
+
+    return TextClassificationDataModule(source=functools.partial(TableSource, label_column="label"), path=str(path),
+                                        cache_dir=str(cache), **kwargs)
+
+
+def write_table(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("text,label\n" + "\n".join(f"{t},{l}" for t, l in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cache_hit_on_second_setup_and_miss_when_the_file_changes(tmp_path: Path):
+    from senti_lit.data.tokenization import train_tokenizer
+
+    rows = [(f"评论{i}{'好' if i % 2 else '差'}", "pos" if i % 2 else "neg") for i in range(200)]
+    f = write_table(tmp_path / "d.csv", rows)
+    tokenizer = train_tokenizer([t for t, _ in rows], vocab_size=200)
+    first = table_module(f, tmp_path / "cache", max_length=16)
+    first.set_tokenizer(tokenizer)
+    assert first.cache_hits == {"examples": False, "tokens": False}
+
+    second = table_module(f, tmp_path / "cache", max_length=16)
+    second.set_tokenizer(tokenizer)
+    assert second.cache_hits == {"examples": True, "tokens": True}
+    assert second.summary() == {**first.summary(), "cache": second.cache_hits}
+    for name in ("train", "val", "test"):
+        assert [ex.text for ex in second.splits[name]] == [ex.text for ex in first.splits[name]]
+        assert [second.datasets[name][i] for i in range(5)] == [first.datasets[name][i] for i in range(5)]
+
+    other_length = table_module(f, tmp_path / "cache", max_length=8)
+    other_length.set_tokenizer(tokenizer)
+    assert other_length.cache_hits == {"examples": True, "tokens": False}
+    assert max(other_length.datasets["train"].lengths()) <= 8
+
+    write_table(f, rows + [("新的一行", "pos")])  # same name, new content
+    changed = table_module(f, tmp_path / "cache", max_length=16)
+    changed.set_tokenizer(tokenizer)
+    assert changed.cache_hits == {"examples": False, "tokens": False}
+    assert changed.clean_report.rows_read == 201
+
+
+def test_per_label_and_limit_subsample_train_only(tmp_path: Path):
+    rows = [(f"a{i}", "a") for i in range(100)] + [(f"b{i}", "b") for i in range(40)] + [(f"c{i}", "c") for i in range(20)]
+    f = write_table(tmp_path / "d.csv", rows)
+    full = table_module(f, tmp_path / "cache").prepare_splits()
+    balanced = table_module(f, tmp_path / "cache", per_label=10)
+    splits = balanced.prepare_splits()
+    assert Counter(ex.label for ex in splits["train"]) == {"a": 10, "b": 10, "c": 10}
+    assert {ex.text for ex in splits["train"]} <= {ex.text for ex in full["train"]}
+    assert splits["val"] == full["val"] and splits["test"] == full["test"]
+    assert balanced.summary()["train_subsampled_from"] == len(full["train"])
+    limited = table_module(f, tmp_path / "cache", limit_train=32).prepare_splits()["train"]
+    assert len(limited) == 32 and Counter(ex.label for ex in limited) == {"a": 20, "b": 8, "c": 4}  # stratified
+
+
+def test_per_label_sample_multilabel_fills_rare_labels_first():
+    from senti_lit.data.splitting import per_label_sample
+
+    examples = [Example(f"t{i}", ("common",) if i % 10 else ("common", "rare")) for i in range(200)]
+    sample = per_label_sample(examples, 15, seed=0)
+    counts = Counter(label for ex in sample for label in ex.label)
+    assert counts == {"rare": 15, "common": 15}  # the 15 rare ones also carry "common"
+    assert per_label_sample(examples, 15, seed=0) == sample
+
+
+def test_text_normalizer_options():
+    from senti_lit.data.cleaning import TextNormalizer
+
+    text = " Ｉｔ’ｓ　ＯＫ！\n\t好 的  ２０２４ "
+    assert TextNormalizer()(text) == "Ｉｔ’ｓ　ＯＫ！\n\t好 的  ２０２４"
+    assert TextNormalizer(fullwidth=True)(text) == "It’s OK!\n\t好 的  2024"
+    assert TextNormalizer(fullwidth=True, whitespace=True)(text) == "It’s OK! 好 的 2024"
+    assert TextNormalizer(join_cjk_words=True)("现在 好 终于 如愿以偿 ok go 2 次") == "现在好终于如愿以偿ok go 2次"
+
+
+def test_aliases_unify_labels_before_cleaning(tmp_path: Path):
+    rows = [(f"t{i}", "happy" if i % 3 == 0 else "joy" if i % 3 == 1 else "sad") for i in range(60)]
+    rows.append(("t0", "joy"))  # the same text as happy: after the alias it is a duplicate, not a contradiction
+    dm = table_module(write_table(tmp_path / "d.csv", rows), tmp_path / "cache", aliases={"happy": "joy"})
+    dm.prepare_splits()
+    assert dm.label_space.names == ("joy", "sad") and dm.label_space.aliases == {"happy": "joy"}
+    assert (dm.clean_report.duplicates, dm.clean_report.contradictory_texts) == (1, 0)

@@ -85,33 +85,3 @@ def test_datamodule_reports_skipped_rows_and_multilabel_space(tmp_path: Path):
     summary = dm.summary()
     assert summary["dropped"]["bad_rows"] == {"wrong field count": 1}
     assert summary["labels"] == ["a", "b"] and summary["kept"] == 40
-
-
-KAGGLE_FORMATS = {
-    # config: (published file name, header, row builder)
-    "emotions_in_text": ("Emotion_final.csv", "Text,Emotion", lambda i, label: f"i feel {label} number {i},{label}"),
-    "tweet_emotions": ("tweet_emotions.csv", "tweet_id,sentiment,content",
-                       lambda i, label: f'{1956967341 + i},{label},"@user i am {label}, {i} =["'),
-    "emotion_sentiment": ("emotion_sentimen_dataset.csv", "Unnamed: 0,text,Emotion",
-                          lambda i, label: f"{i},im so {label} today {i},{label}"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(KAGGLE_FORMATS))
-def test_kaggle_emotion_configs_read_their_published_files(name: str, tmp_path: Path):
-    from hydra.utils import instantiate
-
-    from conftest import compose_train
-
-    file_name, header, row = KAGGLE_FORMATS[name]
-    cfg = compose_train([f"data={name}", f"data.path={tmp_path}"], tmp_path / "out")
-    labels = list(cfg.data.labels)
-    lines = [header] + [row(i, label) for label in labels for i in range(10)]
-    (tmp_path / file_name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (tmp_path / "notes.txt").write_text("other files in the folder are ignored\n", encoding="utf-8")
-    dm = instantiate(cfg.data)
-    splits = dm.prepare_splits()
-    assert dm.clean_report.kept == 10 * len(labels)
-    assert all(len({ex.label for ex in part}) == len(labels) for part in splits.values())  # stratified
-    if name == "tweet_emotions":
-        assert any(ex.text.startswith("@user i am anger, ") for ex in splits["train"] + splits["val"] + splits["test"])

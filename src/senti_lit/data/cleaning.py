@@ -13,8 +13,8 @@ from senti_lit.data.sources import Example
 SPLIT_PRIORITY = {None: 0, "train": 1, "val": 2, "test": 3}
 
 FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}  # ！..～ and the ideographic space
-CJK = r"\u2e80-\u2fff\u3001-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
-SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK}])\s+(?=[{CJK}])")
+# A segmenter's space: any whitespace not between two Latin letters/digits ("It ’ s me" -> "It’s me").
+SEGMENTATION_SPACE = re.compile(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])")
 WHITESPACE = re.compile(r"\s+")
 
 
@@ -24,8 +24,8 @@ class TextNormalizer:
 
     fullwidth: full-width ASCII forms and the ideographic space become half-width (`Ｉｔ’ｓ　ｍｅ` -> `It’s me`).
     whitespace: runs of whitespace (newlines, tabs) become one space.
-    join_cjk_words: drop the spaces between two CJK characters, undoing a word segmentation (cecps8's texts are
-        published segmented: `现在 好 终于 如愿以偿` -> `现在好终于如愿以偿`); spaces next to Latin words stay.
+    join_cjk_words: undo a word segmentation (cecps8's texts are published segmented: `现在 好 终于 如愿以偿` ->
+        `现在好终于如愿以偿`): whitespace goes unless it separates two Latin letters or digits.
     """
 
     fullwidth: bool = False
@@ -38,7 +38,7 @@ class TextNormalizer:
         if self.whitespace:
             text = WHITESPACE.sub(" ", text)
         if self.join_cjk_words:
-            text = SPACE_BETWEEN_CJK.sub("", text)
+            text = SEGMENTATION_SPACE.sub("", text)
         return text.strip()
 
 
