@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install train test test-slow test-all tensorboard clean
+.PHONY: install train test test-slow test-all bench-data tensorboard clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test-slow: install
 
 test-all: install
 	$(BIN)/python -m pytest -m '' $(ARGS)
+
+bench-data: install  ## readers over ../shared/data + the data pipeline at 120k-1M rows -> benchmarks/data_results.md
+	$(BIN)/python benchmarks/data_bench.py --out benchmarks/data_results.md $(ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir logs

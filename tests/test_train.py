@@ -89,3 +89,24 @@ def test_csv_multilabel_run_end_to_end(tmp_path: Path):
     summary = train(cfg)
     assert {"test/acc", "test/hamming", "test/micro_f1", "test/f1_joy"} <= summary.keys()
     assert summary["test/micro_f1"] > 0.8, summary  # always-predict-all would score about 0.6
+
+
+def test_published_dataset_run_uses_the_cache_the_second_time(tmp_path: Path):
+    folder = tmp_path / "chnsenticorp"
+    folder.mkdir()
+    for name, n in (("train.tsv", 120), ("dev.tsv", 20), ("test.tsv", 20)):
+        rows = [f"{name}房间{'干净舒服' if i % 2 else '又脏又吵'}{i}\t{'positive' if i % 2 else 'negative'}" for i in range(n)]
+        (folder / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    overrides = ["data=chnsenticorp", f"data.path={folder}", *TINY_MODEL, "debug=fdr",
+                 f"data.cache_dir={tmp_path / 'cache'}"]
+    for run, hits in (("first", {"examples": False, "tokens": False}), ("second", {"examples": True, "tokens": True})):
+        train(compose_train(overrides, tmp_path / run))
+        data = json.loads((tmp_path / run / "data.json").read_text())
+        assert data["cache"] == hits
+        assert {k: v["size"] for k, v in data["splits"].items()} == {"train": 120, "val": 20, "test": 20}
+        assert data["source"].endswith("layout=baidu)") and data["labels"] == ["negative", "positive"]
+    # the trained tokenizer was cached by the first run and loaded by the second: one copy, same token ids
+    assert len(list((tmp_path / "cache").glob("*/tokenizer-*/tokenizer.json"))) == 1
+    first, second = (json.loads((tmp_path / run / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+                     for run in ("first", "second"))
+    assert first == second

@@ -57,9 +57,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_splits()
-    write_json(out / "data.json", datamodule.summary())
-    tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts())
+    tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts(),
+                                cache_dir=datamodule.cache_folder())
     datamodule.set_tokenizer(tokenizer)
+    write_json(out / "data.json", datamodule.summary())
     tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
     prepare_seconds = time.perf_counter() - start

@@ -98,6 +98,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.clean_report: CleanReport | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.datasets: dict[str, EncodedDataset] = {}
+        self.cache_key: str | None = None  # set by prepare_splits when the data can be cached
         self.cache_hits: dict[str, bool] = {}  # stage -> whether it came from the cache (tests, data.json)
         self.subsampled_from: int | None = None
 
@@ -168,6 +169,10 @@ class TextClassificationDataModule(L.LightningDataModule):
                                 self.split_seed, self.limit_train, self.per_label)
         return self.cache_dir / self.cache_key / "examples.pkl"
 
+    def cache_folder(self) -> Path | None:
+        """This data's cache folder (after `prepare_splits`), for what else is derived from it (a tokenizer)."""
+        return self.cache_dir / self.cache_key if self.cache_dir is not None and self.cache_key else None
+
     def _snapshot(self) -> dict[str, Any]:
         columns = {name: ([ex.text for ex in part], [ex.label for ex in part], [ex.origin for ex in part])
                    for name, part in self.splits.items()}
@@ -211,9 +216,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         splits = self.prepare_splits()
         self.tokenizer = tokenizer
         self.collator = DataCollatorWithPadding(tokenizer)
-        folder = None
-        if self.cache_dir is not None and getattr(self, "cache_key", None):
-            folder = self.cache_dir / self.cache_key / f"tokens-{tokenizer_digest(tokenizer)}-{self.max_length}"
+        folder = self.cache_folder()
+        if folder is not None:
+            folder = folder / f"tokens-{tokenizer_digest(tokenizer)}-{self.max_length}"
         hit = folder is not None and all((folder / f"{name}.npz").is_file() for name in splits)
         for name, examples in splits.items():
             if hit:

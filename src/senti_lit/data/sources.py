@@ -19,7 +19,7 @@ class DataError(ValueError):
     """Bad input data; the message names the file, the row and the fix."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million examples cost ~100 MB less
 class Example:
     text: str
     label: str | tuple[str, ...]  # a tuple of names for multi-label examples

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -14,14 +17,35 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS
 
 
 def build_tokenizer(
-    path: str | None = None, train: dict | None = None, texts: Iterable[str] | None = None
+    path: str | None = None, train: dict | None = None, texts: Iterable[str] | None = None,
+    cache_dir: Path | None = None,
 ) -> PreTrainedTokenizerBase:
-    """`path` (Hub id or local dir) loads a tokenizer; otherwise `train` settings train one on `texts`."""
+    """`path` (Hub id or local dir) loads a tokenizer; otherwise `train` settings train one on `texts`.
+
+    `cache_dir` (the data cache folder of these training texts) keeps a trained tokenizer for the next run.
+    """
     if path:
         return AutoTokenizer.from_pretrained(path)
     if train is None or texts is None:
         raise ValueError("model.tokenizer needs either `path` (Hub id or local dir) or `train` settings")
-    return train_tokenizer(list(texts), **train)
+    if cache_dir is None:
+        return train_tokenizer(list(texts), **train)
+    from senti_lit.data.encoding import digest  # the cache keys' hashing
+    from senti_lit.utils import plain
+
+    folder = Path(cache_dir) / f"tokenizer-{digest(plain(train))}"
+    if (folder / "tokenizer.json").is_file():
+        log.info("tokenizer: from cache %s", folder)
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer = train_tokenizer(list(texts), **train)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".tokenizer-"))
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(folder)  # all files at once: a concurrent run never sees half a tokenizer
+    except OSError:  # another run got there first: its tokenizer is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
 
 
 def train_tokenizer(
