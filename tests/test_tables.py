@@ -85,3 +85,11 @@ def test_datamodule_reports_skipped_rows_and_multilabel_space(tmp_path: Path):
     summary = dm.summary()
     assert summary["dropped"]["bad_rows"] == {"wrong field count": 1}
     assert summary["labels"] == ["a", "b"] and summary["kept"] == 40
+
+
+def test_headerless_file_rows_must_match_the_first_rows_field_count(tmp_path: Path):
+    f = tmp_path / "train.tsv"
+    f.write_text("好\tpositive\n差\tnegative\n有\t制表符\tpositive\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv:3: wrong field count: 3 fields, the first row has 2 \(a separator "
+                                        r"inside the text\?\)"):
+        read(f, header=False, text_column=0, label_column=1, quoting="none")

@@ -271,13 +271,16 @@ class TableSource:
                 continue  # blank line
             if first:
                 first = False
+                width = len(row)  # without a header, the first row sets the field count
                 if self._is_header(row):
-                    columns, width = {name: i for i, name in enumerate(row)}, len(row)
+                    columns = {name: i for i, name in enumerate(row)}
                     self._check_header(path, row)
                     continue
-            if width is not None and len(row) != width:
-                self._bad(origin, f"wrong field count: {len(row)} fields, the header has {width}"
-                                  + (" (a quote or separator inside the text?)" if self.quoting == "minimal" else ""))
+            if len(row) != width:
+                source = "the header has" if columns else "the first row has"
+                self._bad(origin, f"wrong field count: {len(row)} fields, {source} {width}"
+                                  + (" (a quote or separator inside the text?)" if self.quoting == "minimal" else
+                                     " (a separator inside the text?)"))
                 continue
             yield origin, row, columns
 
