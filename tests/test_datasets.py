@@ -95,7 +95,7 @@ def test_chnsenticorp_baidu_tsvs_keep_official_splits(tmp_path: Path):
     assert {k: len(v) for k, v in splits.items()} == {"train": 30, "val": 8, "test": 9}
     assert ('他说"不错', "positive") in splits["test"]
     assert ("房间很好101", "positive") in splits["val"]
-    assert dm.summary()["dropped"]["duplicates"] == 2 and dm.summary()["source"].endswith("layout=baidu)")
+    assert dm.summary()["dropped"]["cross_split"] == 2 and dm.summary()["source"].endswith("layout=baidu)")
 
 
 def test_chnsenticorp_htl_all_drops_the_empty_review(tmp_path: Path):
@@ -326,3 +326,32 @@ def test_local_files_win_over_the_hub(tmp_path: Path, monkeypatch: pytest.Monkey
     folder = tmp_path / "weibo"
     write(folder / "weibo_senti_100k.csv", "label,review\n" + "\n".join(f"{l},{t}" for l, t in weibo_rows(30)) + "\n")
     assert sum(map(len, records(datamodule("weibo", folder)).values())) == 30
+
+
+def test_partial_split_folder_names_the_missing_file_and_does_not_download(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a, **k: 1 / 0))
+    folder = tmp_path / "weibo"
+    for name in ("dev.tsv", "test.tsv"):  # what ../shared has of weibo: the dev and test copies only
+        write(folder / name, "label\tx_valid\n" + "\n".join(f"{l}\t{t}" for l, t in weibo_rows(20)) + "\n")
+    with pytest.raises(DataError, match=r"weibo: has dev\.tsv, test\.tsv of layout split_tsv but not train\.tsv; "
+                                        r"add it, or set data\.path to one of the files"):
+        datamodule("weibo", folder).prepare_splits()
+
+
+def test_layout_fit_compares_whole_column_names(tmp_path: Path):
+    f = write(tmp_path / "export.csv", "id,reviewer_label,reviews\n1,1,好\n")  # 'label'/'review' only as substrings
+    with pytest.raises(DataError, match=r"export\.csv: matches none of this dataset's layouts"):
+        datamodule("weibo", f).prepare_splits()
+
+
+def test_skipped_rows_of_every_file_are_reported(tmp_path: Path):
+    folder = tmp_path / "chnsenticorp"
+    for name, start in (("train.tsv", 0), ("dev.tsv", 100), ("test.tsv", 200)):
+        rows = [f"评论{i}\t{'positive' if i % 2 else 'negative'}" for i in range(start, start + 20)]
+        rows.insert(3, "没有标签的一行")
+        rows.insert(5, f"多一列\tpositive\t{start}")
+        write(folder / name, "\n".join(rows) + "\n")
+    dm = datamodule("chnsenticorp", folder, "data.source.on_bad_row=skip")
+    assert dm.summary()["dropped"]["bad_rows"] == {"wrong field count": 6}
+    assert dm.summary()["kept"] == 60

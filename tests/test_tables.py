@@ -93,3 +93,55 @@ def test_headerless_file_rows_must_match_the_first_rows_field_count(tmp_path: Pa
     with pytest.raises(DataError, match=r"train\.tsv:3: wrong field count: 3 fields, the first row has 2 \(a separator "
                                         r"inside the text\?\)"):
         read(f, header=False, text_column=0, label_column=1, quoting="none")
+
+
+def test_unclosed_quote_fails_at_the_line_the_record_starts(tmp_path: Path):
+    f = tmp_path / "reviews.csv"
+    f.write_text('label,review\n1,好\n0,"引号开头 没关\n1,第三行\n0,第四行\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"reviews\.csv:3: cannot parse the record starting here .*unclosed quote.*"
+                                        r"quoting=none"):
+        read(f, text_column="review")
+    g = tmp_path / "multi.csv"  # a quoted newline is legitimate: the record is named by its first line
+    g.write_text('label,review\n1,"第一行\n第二行",extra\n0,好\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"multi\.csv:2: wrong field count: 3 fields, the header has 2"):
+        read(g, text_column="review")
+
+
+def test_label_ids_reject_negative_and_out_of_range(tmp_path: Path):
+    f = tmp_path / "train.tsv"
+    f.write_text("ok\t0,2\nneg\t-1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv:2: bad label id: '-1' \(expected 0\.\.2"):
+        read(f, header=False, text_column=0, label_column=1, label_separator=",", label_ids=["a", "b", "c"])
+
+
+def test_header_auto_reports_a_bad_first_data_row_instead_of_eating_it(tmp_path: Path):
+    f = tmp_path / "train.tsv"
+    f.write_text("first comment\t28\tid0\nsecond\t1\tid1\n", encoding="utf-8")
+    source = TableSource(f, header="auto", text_column=0, label_column=1, label_separator=",",
+                         label_ids=["a", "b"], on_bad_row="skip")
+    assert [(ex.text, ex.label) for ex in source.read()] == [("second", ("b",))]
+    assert dict(source.skipped) == {"bad label id": 1}
+    g = tmp_path / "with_header.tsv"
+    g.write_text("text\tlabels\tid\nsecond\t1\tid1\n", encoding="utf-8")
+    assert read(g, header="auto", text_column=0, label_column=1, label_ids=["a", "b"]) == [("second", "b")]
+
+
+def test_configured_field_count_and_column_checks(tmp_path: Path):
+    f = tmp_path / "train.tsv"
+    f.write_text("好\t的\tpositive\n差\tnegative\n行\tpositive\n", encoding="utf-8")
+    source = TableSource(f, header=False, fields=2, text_column=0, label_column=1, quoting="none", on_bad_row="skip")
+    assert [(ex.text, ex.label) for ex in source.read()] == [("差", "negative"), ("行", "positive")]
+    assert dict(source.skipped) == {"wrong field count": 1}
+    with pytest.raises(DataError, match=r"named columns \['text', 'label'\] need a header row"):
+        read(f, header=False)
+
+
+def test_non_string_text_and_blank_one_hot_cells_are_bad_rows(tmp_path: Path):
+    j = tmp_path / "d.jsonl"
+    j.write_text('{"content": null, "label": "like"}\n{"content": "好", "label": "like"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d\.jsonl:1: text is not a string: None"):
+        read(j, text_column="content")
+    h = tmp_path / "h.csv"
+    h.write_text("Text,'Love','Joy'\n爱 你,1,\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"h\.csv:2: bad one-hot value: \{\"'Joy'\": ''\}"):
+        read(h, text_column="Text", label_column=None, label_columns=["'Love'", "'Joy'"])

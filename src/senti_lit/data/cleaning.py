@@ -51,16 +51,20 @@ class CleanReport:
     duplicates: int = 0
     contradictory_texts: int = 0
     contradictory_rows: int = 0
+    cross_split: int = 0  # copies in train of a text that is also in the published val/test split
+    no_label: int = 0  # kept multi-label examples with an empty label set (a valid all-zero target)
     kept: int = 0
     bad_rows: dict[str, int] = field(default_factory=dict)  # skipped by the reader (on_bad_row=skip), by reason
     examples_of_contradictions: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         bad = f"; skipped {sum(self.bad_rows.values())} bad rows {self.bad_rows}" if self.bad_rows else ""
+        overlap = f", {self.cross_split} train copies of val/test texts" if self.cross_split else ""
+        unlabelled = f" ({self.no_label} with no label)" if self.no_label else ""
         return (
-            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates, "
-            f"{self.contradictory_rows} rows of {self.contradictory_texts} texts labelled both ways; "
-            f"kept {self.kept}"
+            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates"
+            f"{overlap}, {self.contradictory_rows} rows of {self.contradictory_texts} texts labelled two ways; "
+            f"kept {self.kept}{unlabelled}"
         )
 
 
@@ -75,8 +79,9 @@ def clean(
     examples: Iterable[Example], normalizer: TextNormalizer = TextNormalizer(),
     aliases: Mapping[str, str] | None = None,
 ) -> tuple[list[Example], CleanReport]:
-    """Normalise texts and labels; drop empty texts, exact duplicates, and every copy of a text that carries
-    different labels."""
+    """Normalise texts and labels; drop empty texts and exact duplicates. A text in several published splits
+    keeps only its copies in the latest split (test > val > train); if those carry different labels, all of them
+    are dropped."""
     report = CleanReport()
     aliases = dict(aliases or {})
     by_text: dict[str, list[Example]] = defaultdict(list)
@@ -92,17 +97,21 @@ def clean(
         if len(group) == 1:  # the common case, without building a set
             kept.append(group[0])
             continue
-        labels = {ex.label for ex in group}
+        top = max(SPLIT_PRIORITY[ex.split] for ex in group)
+        winners = [ex for ex in group if SPLIT_PRIORITY[ex.split] == top]
+        report.cross_split += len(group) - len(winners)  # published val/test keep their copy, train loses it
+        labels = {ex.label for ex in winners}
         if len(labels) > 1:
             report.contradictory_texts += 1
-            report.contradictory_rows += len(group)
+            report.contradictory_rows += len(winners)
             if len(report.examples_of_contradictions) < 3:
-                origins = sorted({ex.origin for ex in group})
+                origins = sorted({ex.origin for ex in winners})
                 more = f" (+{len(origins) - 2} more)" if len(origins) > 2 else ""
                 report.examples_of_contradictions.append(f"{text[:30]!r} at {', '.join(origins[:2])}{more}")
             continue
-        report.duplicates += len(group) - 1
-        kept.append(max(group, key=lambda ex: SPLIT_PRIORITY[ex.split]))
+        report.duplicates += len(winners) - 1
+        kept.append(winners[0])
+    report.no_label = sum(1 for ex in kept if ex.label == ())
     report.kept = len(kept)
     return kept, report
 

@@ -164,8 +164,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         paths = files()
         if not paths:
             return None
-        self.cache_key = digest(describe_factory(self.source_factory), str(self.path), files_digest(paths),
-                                self.labels, self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
+        # the path stays in the key: the same file read as a folder's train split or alone splits differently
+        where = str(Path(self.path).resolve()) if self.path else None
+        self.cache_key = digest(describe_factory(self.source_factory), where, files_digest(paths), self.labels, self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
                                 self.split_seed, self.limit_train, self.per_label)
         return self.cache_dir / self.cache_key / "examples.pkl"
 
@@ -195,9 +196,10 @@ class TextClassificationDataModule(L.LightningDataModule):
             "source": getattr(self, "source_description", None) or repr(self.source),
             "rows_read": report.rows_read,
             "kept": report.kept,
-            "dropped": {"empty": report.empty, "duplicates": report.duplicates,
+            "dropped": {"empty": report.empty, "duplicates": report.duplicates, "cross_split": report.cross_split,
                         "contradictory_rows": report.contradictory_rows, "bad_rows": report.bad_rows},
             "contradictory_texts": report.contradictory_texts,
+            "no_label": report.no_label,
             "labels": list(self.label_space.names),
             "aliases": self.label_space.aliases,
             "normalize": vars(self.normalizer),

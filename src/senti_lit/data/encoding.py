@@ -69,7 +69,7 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.
 
 
 # -- cache keys ---------------------------------------------------------------------------------------------------
-CACHE_VERSION = 1  # bump when what is cached, or how it is computed, changes
+CACHE_VERSION = 2  # bump when what is cached, or how it is computed, changes
 
 
 def file_digest(path: Path) -> str:

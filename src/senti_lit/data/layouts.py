@@ -10,6 +10,7 @@ TSVs). Each form is a *layout*: the published file name per split and the reader
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 from collections import Counter
 from pathlib import Path
@@ -44,17 +45,18 @@ class Layout:
         return " + ".join(f"{name}" for name in self.files.values())
 
     def fits(self, path: Path) -> bool:
-        """Whether `path` looks like this layout's files: same format and, with a header, the same columns."""
+        """Whether `path` looks like this layout's files: same format and, with a header, the same column names."""
         encoding = detect_encoding(path, self.reader.get("encoding", "auto"))
-        fmt = self.reader.get("format", "auto")
-        if fmt != "auto" and fmt != sniff_format(path, encoding):
+        fmt, detected = self.reader.get("format", "auto"), sniff_format(path, encoding)
+        if fmt not in ("auto", detected):
             return False
-        if self.reader.get("header", True) is not True or fmt == "jsonl":
+        if self.reader.get("header", True) is not True or detected == "jsonl":
             return True
         first = next((line for _, line in read_lines(path, encoding) if line.strip()), "")
-        columns = [self.reader.get("text_column", "text"), self.reader.get("label_column"),
+        names = next(csv.reader([first], delimiter="\t" if detected == "tsv" else ","), [])
+        columns = [self.reader.get("text_column", "text"), self.reader.get("label_column", "label"),
                    *(self.reader.get("label_columns") or [])]
-        return all(c in first for c in columns if isinstance(c, str))
+        return all(c in names for c in columns if isinstance(c, str))
 
 
 class DatasetFiles:
@@ -104,11 +106,18 @@ class DatasetFiles:
                     "published, or set data.source.layout to the layout whose format it has")
             return fitting[0], {None: self.path}
         if self.path.is_dir():
+            present = {l.name: {split: self.path / name for split, name in l.files.items()
+                                if (self.path / name).is_file()} for l in candidates}
             for layout in candidates:
                 if (self.path / layout.main_file()).is_file():
-                    files = {split: self.path / name for split, name in layout.files.items()
-                             if (self.path / name).is_file()}
-                    return layout, {(None if split == "all" else split): p for split, p in files.items()}
+                    return layout, {(None if s == "all" else s): p for s, p in present[layout.name].items()}
+            for layout in candidates:
+                if present[layout.name]:
+                    # e.g. dev + test copies without train: not a dataset to train on, and no reason to download
+                    raise DataError(
+                        f"{self.path}: has {', '.join(p.name for p in present[layout.name].values())} of layout "
+                        f"{layout.name} but not {layout.main_file()}; add it, or set data.path to one of the files "
+                        "to read it alone (split with data.split)")
         return None
 
     def files(self) -> list[Path]:
@@ -143,7 +152,8 @@ class DatasetFiles:
             self.skipped.update(table.skipped)
 
     def _from_hub(self) -> Iterator[Example]:
-        where = f"put {self._expected()} in {self.path}" if not self.path.suffix else f"{self.path} does not exist"
+        missing_file = self.path.suffix and not self.path.is_dir()  # data.path named a file that is not there
+        where = f"{self.path} does not exist" if missing_file else f"put {self._expected()} in {self.path}"
         if self.hub is None:
             raise DataError(f"{self.path}: no dataset files found; {where} (or set data.path to your copy)")
         self.chosen = f"hub:{self.hub.id}"

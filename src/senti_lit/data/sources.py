@@ -9,6 +9,7 @@ import ast
 import codecs
 import csv
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
             except UnicodeDecodeError as e:
                 raise DataError(
                     f"{path}:{number}: not valid {encoding} ({e.reason} at byte {e.start}); "
-                    f"re-save the file as {encoding} or set data.encoding to the file's encoding"
+                    f"re-save the file as {encoding} or set data.source.encoding to the file's encoding"
                 ) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not part of the text
@@ -106,7 +107,7 @@ def detect_encoding(path: Path, encoding: str = "auto") -> str:
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 TRUE_VALUES = {"1", "1.0", "true", "True"}
-FALSE_VALUES = {"0", "0.0", "false", "False", ""}
+FALSE_VALUES = {"0", "0.0", "false", "False"}  # an empty one-hot cell is a bad row, not a 0
 
 
 def sniff_format(path: Path, encoding: str) -> str:
@@ -147,6 +148,8 @@ class TableSource:
         label_ids: label values are integer ids into this list of names (GoEmotions-style).
         label_ids_file: a file next to the data (e.g. labels.txt, one name per line) naming the ids; when
             present it is used (and must agree with `label_ids`).
+        fields: fields per row (CSV/TSV); a row with another count is a bad row. Default: the header's, or the
+            first row's.
         on_bad_row: error (stop, naming file and line) | skip (count, report in the run's data summary).
     """
 
@@ -164,6 +167,7 @@ class TableSource:
         label_list: bool = False,
         label_ids: list[str] | None = None,
         label_ids_file: str | None = None,
+        fields: int | None = None,
         on_bad_row: str = "error",
         file_name: str | None = None,
     ) -> None:
@@ -184,6 +188,7 @@ class TableSource:
         self.encoding, self.label_separator, self.label_list = encoding, label_separator, label_list
         self.label_ids = [str(n) for n in label_ids] if label_ids else None
         self.label_ids_file = label_ids_file
+        self.fields = fields
         self.on_bad_row = on_bad_row
         self.skipped: Counter[str] = Counter()
         self._names: list[str] | None = None
@@ -243,7 +248,7 @@ class TableSource:
         rows = self._json_rows(path, lines) if fmt == "jsonl" else self._csv_rows(path, lines, fmt)
         for origin, row, columns in rows:
             try:
-                yield Example(self._cell(row, columns, self.text_column), self._label(row, columns), origin)
+                yield Example(self._text(row, columns), self._label(row, columns), origin)
             except (KeyError, IndexError, ValueError) as e:
                 self._bad(origin, str(e.args[0]) if e.args else type(e).__name__)
 
@@ -260,45 +265,58 @@ class TableSource:
                 current[0] = n
                 yield line + "\n"
 
-        reader = csv.reader(text_lines(), delimiter="\t" if fmt == "tsv" else ",",
+        # strict: an unclosed quote fails at the record it opens instead of silently swallowing the rows after it
+        reader = csv.reader(text_lines(), delimiter="\t" if fmt == "tsv" else ",", strict=True,
                             quoting=csv.QUOTE_NONE if self.quoting == "none" else csv.QUOTE_MINIMAL)
         columns: dict[str, int] = {}
-        width: int | None = None
-        first = True
-        for row in reader:
-            origin = f"{path}:{current[0]}"
+        width, end, first = self.fields, 0, True
+        while True:
+            start = end + 1  # a quoted field may span lines: a record is named by the line it starts on
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise DataError(f"{path}:{start}: cannot parse the record starting here ({e}); an unclosed quote? "
+                                "fix the file, or set data.source.quoting=none if quotes are part of the texts") from None
+            end = current[0]
+            origin = f"{path}:{start}"
             if not row:
                 continue  # blank line
             if first:
                 first = False
-                width = len(row)  # without a header, the first row sets the field count
-                if self._is_header(row):
+                header = self._is_header(row)
+                if not header and any(isinstance(c, str) for c in self._columns()):
+                    raise DataError(f"{path}: named columns {self._columns()} need a header row; use column indexes "
+                                    "with data.source.header=false")
+                width = width or len(row)  # without a header or `fields`, the first row sets the field count
+                if header:
                     columns = {name: i for i, name in enumerate(row)}
                     self._check_header(path, row)
                     continue
             if len(row) != width:
-                source = "the header has" if columns else "the first row has"
-                self._bad(origin, f"wrong field count: {len(row)} fields, {source} {width}"
+                which = "the header has" if columns else "expected" if self.fields else "the first row has"
+                self._bad(origin, f"wrong field count: {len(row)} fields, {which} {width}"
                                   + (" (a quote or separator inside the text?)" if self.quoting == "minimal" else
                                      " (a separator inside the text?)"))
                 continue
             yield origin, row, columns
 
+    def _columns(self) -> list[str | int]:
+        return [c for c in (self.text_column, self.label_column, *self.label_columns) if c is not None]
+
     def _is_header(self, row: list[str]) -> bool:
         if self.header != "auto":
             return bool(self.header)
         if self._names is not None and isinstance(self.label_column, int) and len(row) > self.label_column:
-            try:
-                self._label(row, {})
-                return False
-            except (KeyError, IndexError, ValueError):
-                return True
+            # a header names the column; a data row holds ids (a bad id is then reported like any bad row)
+            return not re.fullmatch(r"[\d,\s-]*", row[self.label_column])
         if isinstance(self.text_column, str):
             return self.text_column in row
         raise ValueError("data.source.header=auto needs named columns or label_ids; set header to true or false")
 
     def _check_header(self, path: Path, names: list[str]) -> None:
-        wanted = [c for c in (self.text_column, self.label_column, *self.label_columns) if isinstance(c, str)]
+        wanted = [c for c in self._columns() if isinstance(c, str)]
         missing = [c for c in wanted if c not in names]
         if missing:
             raise DataError(f"{path}:1: header {names} lacks column(s) {missing}; set data.source.text_column / "
@@ -318,6 +336,12 @@ class TableSource:
                 self._bad(origin, f"invalid JSON: expected an object per line, got {type(obj).__name__}")
                 continue
             yield origin, obj, {}
+
+    def _text(self, row: list | dict, columns: dict[str, int]) -> str:
+        text = self._cell(row, columns, self.text_column)
+        if not isinstance(text, str):
+            raise ValueError(f"text is not a string: {text!r}")
+        return text
 
     @staticmethod
     def _cell(row: list | dict, columns: dict[str, int], column: str | int) -> Any:
@@ -361,8 +385,6 @@ class TableSource:
         value = str(value).strip()
         if self._names is None:
             return value
-        try:
+        if value.isdigit() and int(value) < len(self._names):
             return self._names[int(value)]
-        except (ValueError, IndexError):
-            raise ValueError(f"bad label id: {value!r} (expected 0..{len(self._names) - 1}, ids into the label "
-                             "names)") from None
+        raise ValueError(f"bad label id: {value!r} (expected 0..{len(self._names) - 1}, ids into the label names)")

@@ -23,9 +23,9 @@ def label_matrix(examples: Sequence[Example]) -> np.ndarray:
     return y
 
 
-def take(examples: list[Example], share: float, seed: int, multi_label: bool) -> tuple[list, list]:
-    """Seeded split of `share` of `examples`, stratified on the label (multi-label: iterative stratification,
-    Sechidis et al. 2011, via iterstrat), as (rest, taken)."""
+def take(examples: list[Example], share: float | int, seed: int, multi_label: bool) -> tuple[list, list]:
+    """Seeded split of `share` (a fraction, or a number of examples) of `examples`, stratified on the label
+    (multi-label: iterative stratification, Sechidis et al. 2011, via iterstrat), as (rest, taken)."""
     if multi_label:
         splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=seed)
         rest, taken = next(splitter.split(np.zeros(len(examples)), label_matrix(examples)))
@@ -35,8 +35,9 @@ def take(examples: list[Example], share: float, seed: int, multi_label: bool) ->
         return train_test_split(examples, test_size=share, random_state=seed, stratify=strata)
     except ValueError as e:  # sklearn's message does not say which label or what to do
         rare = {k: v for k, v in Counter(strata).items() if v < 3}
+        amount = f"{share:.0%}" if isinstance(share, float) else str(share)
         raise DataError(
-            f"cannot split {share:.0%} off {len(examples)} examples: {e}; labels with fewer than 3 examples: "
+            f"cannot split {amount} off {len(examples)} examples: {e}; labels with fewer than 3 examples: "
             f"{rare or 'none'}; add examples, drop those labels, or change data.split.fractions"
         ) from None
 
@@ -92,11 +93,12 @@ def check_no_leakage(splits: dict[str, list[Example]]) -> None:
 
 def per_label_sample(examples: list[Example], n: int, seed: int) -> list[Example]:
     """At most `n` examples of each label, seeded. Multi-label: labels are filled rarest first, and an example
-    taken for one label counts for all its labels, so frequent labels may stay a little under `n`."""
+    taken for one label counts for all its labels, so frequent labels may stay a little under `n`; examples with
+    no label form one more group of at most `n`."""
     rng = random.Random(seed)
     order = list(examples)
     rng.shuffle(order)
-    labels_of = [(ex.label,) if isinstance(ex.label, str) else ex.label for ex in order]
+    labels_of = [(ex.label,) if isinstance(ex.label, str) else ex.label or ("",) for ex in order]  # "": no label
     holders: dict[str, list[int]] = {}
     for i, ls in enumerate(labels_of):
         for label in ls:
@@ -120,5 +122,5 @@ def subsample_train(
     if per_label is not None:
         train = per_label_sample(train, per_label, seed)
     if limit is not None and limit < len(train):
-        _, train = take(train, limit / len(train), seed, multi_label)
+        _, train = take(train, int(limit), seed, multi_label)
     return train
