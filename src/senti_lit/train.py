@@ -18,13 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from senti_lit.config import CONFIG_DIR
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
+from senti_lit.models.methods import apply_method
 from senti_lit.models.mlm import MaskedLM, mlm_collator
-from senti_lit.utils import flat_config, parameter_counts, print_metrics, quiet_known_warnings, write_json
+from senti_lit.utils import flat_config, parameter_counts, plain, print_metrics, quiet_known_warnings, write_json
 
 log = logging.getLogger(__name__)
 
 # Keys of a model config used to build the pieces; the rest are the classifier's constructor arguments.
-BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup")
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -48,6 +49,15 @@ def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> N
         w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
 
 
+def balanced_weights(datamodule) -> list[float]:
+    """Inverse label frequency on the training split, mean 1 (multi-label: negatives / positives per label)."""
+    counts = datamodule.summary()["splits"]["train"]["labels"]
+    names, n = datamodule.label_space.names, len(datamodule.splits["train"])
+    if datamodule.label_space.multi_label:
+        return [round((n - counts.get(l, 0)) / max(counts.get(l, 0), 1), 4) for l in names]
+    return [round(n / (len(names) * max(counts.get(l, 0), 1)), 4) for l in names]
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     quiet_known_warnings()
@@ -64,13 +74,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
     prepare_seconds = time.perf_counter() - start
-    if cfg.model.mlm_warmup.epochs > 0:
+    if cfg.model.get("mlm_warmup") and cfg.model.mlm_warmup.epochs > 0:
         mlm_warmup(backbone, tokenizer, datamodule, cfg, out)
     mlm_seconds = time.perf_counter() - start - prepare_seconds
+    backbone = apply_method(backbone, **plain(cfg.model.get("method") or {"name": "full"}))
 
     module_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k not in BUILD_KEYS])
+    loss = plain(cfg.model.get("loss") or {})
+    if loss.get("class_weights") == "balanced":
+        loss["class_weights"] = balanced_weights(datamodule)
+        log.info("class weights (balanced on the training split): %s", loss["class_weights"])
     model = instantiate(module_cfg, _partial_=True, _convert_="all")(
-        backbone=backbone, label_space=datamodule.label_space)
+        backbone=backbone, label_space=datamodule.label_space, **({"loss": loss} if loss else {}))
     counts = parameter_counts(model)
     log.info("parameters: %d trainable of %d (%.1f%%)", counts["params/trainable"], counts["params/total"],
              100 * counts["params/trainable_share"])

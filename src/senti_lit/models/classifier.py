@@ -13,6 +13,46 @@ from senti_lit.metrics import build_metrics, flatten
 from senti_lit.models.heads import ClassificationHead
 
 
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017): cross-entropy (or per-label BCE) scaled by (1 - p_true)^gamma, so confident
+    examples count less. No library in the stack has it for softmax and sigmoid alike."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, multi_label: bool = False) -> None:
+        super().__init__()
+        self.gamma, self.multi_label = gamma, multi_label
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            p_true = torch.exp(-bce)
+            loss = (1 - p_true) ** self.gamma * bce
+            return (loss * self.weight if self.weight is not None else loss).mean()
+        ce = nn.functional.cross_entropy(logits, target, reduction="none")
+        p_true = torch.exp(-ce)
+        loss = (1 - p_true) ** self.gamma * ce
+        if self.weight is None:
+            return loss.mean()
+        w = self.weight[target]
+        return (loss * w).sum() / w.sum()
+
+
+def build_loss(label_space: LabelSpace, name: str = "ce", class_weights: list[float] | None = None,
+               gamma: float = 2.0, label_smoothing: float = 0.0) -> nn.Module:
+    """ce (softmax cross-entropy, or BCE per label for multi-label) | focal; optional per-class weights (for
+    multi-label, the positive-class weight of each label)."""
+    weight = torch.tensor(class_weights, dtype=torch.float) if class_weights is not None else None
+    if weight is not None and len(weight) != label_space.num_labels:
+        raise ValueError(f"model.loss.class_weights has {len(weight)} values for {label_space.num_labels} labels")
+    if name == "focal":
+        return FocalLoss(gamma, weight, label_space.multi_label)
+    if name != "ce":
+        raise ValueError(f"model.loss.name must be 'ce' or 'focal', got {name!r}")
+    if label_space.multi_label:
+        return nn.BCEWithLogitsLoss(pos_weight=weight)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+
+
 def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only: biases and LayerNorm scales (1-D) are left alone, as in BERT's recipe."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -32,6 +72,8 @@ class SentimentClassifier(L.LightningModule):
         scheduler: `{name, warmup_ratio}` for `transformers.get_scheduler` (linear, cosine, constant_with_warmup …).
         head: `{pooling, dropout}` for `ClassificationHead`.
         label_smoothing: single-label cross-entropy smoothing.
+        loss: `{name: ce|focal, class_weights: null | [one per label], gamma}` (train.py turns
+            `class_weights: balanced` into inverse-frequency weights from the training split).
         token_dropout: in training, the share of input token embeddings zeroed (whole tokens, not features): a
             regulariser that matters for small from-scratch models, which otherwise overfit within two epochs.
     """
@@ -45,23 +87,21 @@ class SentimentClassifier(L.LightningModule):
         head: dict | None = None,
         label_smoothing: float = 0.0,
         token_dropout: float = 0.0,
+        loss: dict | None = None,
     ) -> None:
         super().__init__()
         head = dict(head or {})
         scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
         self.save_hyperparameters(
             {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
-             "token_dropout": token_dropout}
+             "token_dropout": token_dropout, "loss": dict(loss or {})}
         )
         self.backbone = backbone
         self.label_space = label_space
         self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
         self.optimizer_factory = optimizer
         self.scheduler_cfg = scheduler
-        if label_space.multi_label:
-            self.loss_fn: nn.Module = nn.BCEWithLogitsLoss()
-        else:
-            self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.loss_fn = build_loss(label_space, label_smoothing=label_smoothing, **dict(loss or {}))
         self.token_dropout = token_dropout
         if token_dropout > 0:
             backbone.get_input_embeddings().register_forward_hook(self._drop_tokens)
@@ -70,6 +110,9 @@ class SentimentClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if hidden.size(1) > attention_mask.size(1):  # prompt tuning prepends virtual tokens: they are attended
+            extra = attention_mask.new_ones(attention_mask.size(0), hidden.size(1) - attention_mask.size(1))
+            attention_mask = torch.cat([extra, attention_mask], dim=1)
         return self.head(hidden, attention_mask)
 
     def _drop_tokens(self, module: nn.Module, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor | None:

@@ -1,0 +1,57 @@
+"""Fine-tuning methods, independent of the backbone: which weights train and what is added (`model/method`).
+
+full | frozen (probe: only the head trains) | adapter (hand-written bottleneck, `models/adapter.py`) | and every
+method peft has: lora | ia3 | prompt_tuning (any peft config type, through `peft_type`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from senti_lit.models.adapter import add_adapters
+
+log = logging.getLogger(__name__)
+
+# Conv1D layers (GPT2) store weights transposed: LoRA must know (peft warns and misbehaves otherwise).
+CONV1D_MODELS = {"gpt2"}
+
+
+def freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad = False
+
+
+def apply_method(backbone: PreTrainedModel, name: str = "full", **options: Any) -> nn.Module:
+    """The backbone prepared for fine-tuning by method `name` (the head is always trained)."""
+    if name == "full":
+        return backbone
+    if name == "frozen":
+        freeze(backbone)
+        return backbone
+    if name == "adapter":
+        train_layer_norm = options.pop("train_layer_norm", False)
+        freeze(backbone)
+        add_adapters(backbone, **options)
+        if train_layer_norm:
+            for module in backbone.modules():
+                if isinstance(module, nn.LayerNorm):
+                    for p in module.parameters():
+                        p.requires_grad = True
+        return backbone
+    return peft_wrap(backbone, name, **options)
+
+
+def peft_wrap(backbone: PreTrainedModel, name: str, **options: Any) -> nn.Module:
+    import peft
+
+    configs = {"lora": peft.LoraConfig, "ia3": peft.IA3Config, "prompt_tuning": peft.PromptTuningConfig}
+    if name not in configs:
+        raise ValueError(f"model.method.name must be full, frozen, adapter or one of {sorted(configs)}, got {name!r}")
+    options = dict(options)
+    if name in ("lora", "ia3") and backbone.config.model_type in CONV1D_MODELS:
+        options.setdefault("fan_in_fan_out", True)
+    config = configs[name](task_type=peft.TaskType.FEATURE_EXTRACTION, **options)
+    return peft.get_peft_model(backbone, config)
