@@ -39,6 +39,8 @@ def quiet_known_warnings() -> None:
     """Silence only third-party warnings that are not ours to fix and say nothing about the user's run."""
     # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+    # peft 0.21 asks transformers 5.2x for `is_gradient_checkpointing`, which transformers deprecates
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
     # Encodings live in memory and collation is cheap: worker processes would only add start-up cost on CPU.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Lightning advertises a cloud logger at every Trainer start.

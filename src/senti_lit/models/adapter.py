@@ -35,20 +35,20 @@ def transformer_blocks(model: nn.Module) -> nn.ModuleList:
     raise ValueError(f"{type(model).__name__}: no list of {layers} transformer blocks found for the adapters")
 
 
-def add_adapters(model: PreTrainedModel, size: int = 64, dropout: float = 0.0) -> nn.ModuleList:
-    """One Bottleneck after every block, applied through forward hooks; stored as `model.adapters` so that they
-    are part of the model's state dict (and its checkpoints)."""
+def add_adapters(model: PreTrainedModel, size: int = 64, dropout: float = 0.0) -> list[Bottleneck]:
+    """One Bottleneck after every block: a child `adapter` of the block (so it is in the state dict and travels
+    with copies of the model, e.g. the EMA copy), applied by a forward hook."""
     hidden = model.config.hidden_size
-    adapters = nn.ModuleList(Bottleneck(hidden, size, dropout) for _ in transformer_blocks(model))
-    model.adapters = adapters
-    for block, adapter in zip(transformer_blocks(model), adapters):
-        block.register_forward_hook(_after(adapter))
+    adapters = []
+    for block in transformer_blocks(model):
+        block.add_module("adapter", Bottleneck(hidden, size, dropout))
+        block.register_forward_hook(_apply_adapter)
+        adapters.append(block.adapter)
     return adapters
 
 
-def _after(adapter: Bottleneck):
-    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-        if isinstance(output, tuple):  # older blocks return (hidden, attentions, ...)
-            return (adapter(output[0]), *output[1:])
-        return adapter(output)
-    return hook
+def _apply_adapter(block: nn.Module, inputs: Any, output: Any) -> Any:
+    # no closure: a deep copy of the model copies the hook's target with the block
+    if isinstance(output, tuple):  # older blocks return (hidden, attentions, ...)
+        return (block.adapter(output[0]), *output[1:])
+    return block.adapter(output)

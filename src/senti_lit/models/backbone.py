@@ -48,6 +48,7 @@ def build_backbone(
         model_config = AutoConfig.from_pretrained(path)
         align_special_tokens(model_config, tokenizer)
         model = AutoModel.from_pretrained(path, config=model_config, **model_kwargs)
+        model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from train mode
     else:
         settings = {"vocab_size": len(tokenizer), **dict(config or {})}
         model_config = AutoConfig.for_model(model_type, **settings, pad_token_id=tokenizer.pad_token_id,
