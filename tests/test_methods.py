@@ -162,3 +162,30 @@ def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path
     low, high = SHARES[name]
     assert low <= counts["params/trainable_share"] <= high, counts
     assert counts["params/total"] > 80e6  # 12 x 768 with a 21,128-token vocabulary: ~100M
+
+
+def test_minilm_loads_offline_from_its_package_and_fine_tunes(tmp_path: Path):
+    from senti_lit.data.tokenization import build_tokenizer
+    from senti_lit.models.backbone import build_backbone
+
+    rows = [f"i feel {w} today {i},{label}" for i in range(40)
+            for w, label in (("happy", "joy"), ("glad", "joy"), ("sad", "sadness"), ("down", "sadness"))]
+    data = tmp_path / "emotions.csv"
+    data.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    cfg = compose_train(["model=minilm", "data=csv", f"data.path={data}", "data.max_length=16", "data.batch_size=16",
+                         "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "trainer.max_epochs=1",
+                         "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1",
+                         "+trainer.limit_test_batches=1"], tmp_path / "run")
+    tokenizer = build_tokenizer(**cfg.model.tokenizer)
+    backbone = build_backbone(tokenizer, **cfg.model.backbone).eval()
+
+    def embed(text: str) -> torch.Tensor:
+        batch = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            return backbone(**batch).last_hidden_state.mean(dim=1)[0]
+
+    cos = torch.nn.functional.cosine_similarity
+    happy = embed("I am very happy today")
+    assert cos(happy, embed("I feel glad and joyful"), dim=0) > cos(happy, embed("The train leaves at nine"), dim=0)
+    summary = train(cfg)  # real pretrained weights, offline
+    assert summary["params/total"] > 22e6 and 0.0 <= summary["test/acc"] <= 1.0

@@ -52,7 +52,7 @@ class EncodedDataset(Dataset):
             return cls(data["ids"], data["offsets"], data["labels"])
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray,
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray | None,
            max_length: int) -> EncodedDataset:
     """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays."""
     ids_parts, lengths = [], []
