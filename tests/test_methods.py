@@ -189,3 +189,23 @@ def test_minilm_loads_offline_from_its_package_and_fine_tunes(tmp_path: Path):
     assert cos(happy, embed("I feel glad and joyful"), dim=0) > cos(happy, embed("The train leaves at nine"), dim=0)
     summary = train(cfg)  # real pretrained weights, offline
     assert summary["params/total"] > 22e6 and 0.0 <= summary["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["bert_lora", "gpt2_lora"])
+def test_lora_merges_into_the_base_with_the_same_outputs(name: str, local_models: dict[str, Path], tmp_path: Path):
+    import peft
+
+    from senti_lit.models.methods import merge_lora
+
+    model, datamodule = classifier(name, local_models, tmp_path)
+    for module in model.modules():  # trained LoRA matrices are not zero (peft starts B at zero)
+        if isinstance(module, peft.tuners.lora.LoraLayer):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.02)
+    batch = next(iter(datamodule.val_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        before = model(batch["input_ids"], batch["attention_mask"])
+        model.backbone = merge_lora(model.backbone)
+        after = model(batch["input_ids"], batch["attention_mask"])
+    assert not isinstance(model.backbone, peft.PeftModel)
+    assert torch.allclose(before, after, atol=1e-5)

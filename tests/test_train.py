@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from senti_lit.train import train
 
 from conftest import TINY_MODEL, compose_train
@@ -110,3 +112,10 @@ def test_published_dataset_run_uses_the_cache_the_second_time(tmp_path: Path):
     first, second = (json.loads((tmp_path / run / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
                      for run in ("first", "second"))
     assert first == second
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(reviews_dir: Path, tmp_path: Path):
+    summary = tiny_run(reviews_dir, tmp_path / "run", "model.compile=true", "trainer.max_epochs=1",
+                       "model.mlm_warmup.epochs=0")
+    assert 0.0 <= summary["test/acc"] <= 1.0

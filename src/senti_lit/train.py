@@ -25,7 +25,7 @@ from senti_lit.utils import flat_config, parameter_counts, plain, print_metrics,
 log = logging.getLogger(__name__)
 
 # Keys of a model config used to build the pieces; the rest are the classifier's constructor arguments.
-BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method")
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -55,6 +55,8 @@ def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = 
     if cfg.model.get("mlm_warmup") and cfg.model.mlm_warmup.epochs > 0:
         mlm_warmup(backbone, tokenizer, datamodule, cfg, out)
     backbone = apply_method(backbone, **plain(cfg.model.get("method") or {"name": "full"}))
+    if cfg.model.get("compile"):
+        backbone.compile()  # in place: the state dict (checkpoints) keeps its keys
     module_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k not in BUILD_KEYS])
     loss = plain(cfg.model.get("loss") or {})
     if loss.get("class_weights") == "balanced":

@@ -55,3 +55,13 @@ def peft_wrap(backbone: PreTrainedModel, name: str, **options: Any) -> nn.Module
         options.setdefault("fan_in_fan_out", True)
     config = configs[name](task_type=peft.TaskType.FEATURE_EXTRACTION, **options)
     return peft.get_peft_model(backbone, config)
+
+
+def merge_lora(backbone: nn.Module) -> nn.Module:
+    """LoRA (or IA3) weights folded into the base weights: a plain transformers model, as fast as the original,
+    with the same outputs. Anything else is returned unchanged."""
+    import peft
+
+    if isinstance(backbone, peft.PeftModel) and hasattr(backbone, "merge_and_unload"):
+        return backbone.merge_and_unload()
+    return backbone
