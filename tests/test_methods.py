@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
 from senti_lit.data.tokenization import train_tokenizer
-from senti_lit.train import build_classifier, train
+from senti_lit.train import build_classifier, prepare_data, train
 from senti_lit.utils import parameter_counts
 
 from conftest import compose_train, write_reviews
@@ -21,12 +20,15 @@ TINY = {"bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      max_position_embeddings=64),
         "gpt2": dict(n_embd=32, n_layer=2, n_head=2, n_positions=64)}
 CONFIGS = {"bert_finetune": "bert", "bert_probe": "bert", "bert_lora": "bert", "bert_adapter": "bert",
-           "gpt2_adapter": "gpt2", "gpt2_lora": "gpt2", "gpt2_full": "gpt2"}
+           "bert_cloze": "bert", "gpt2_adapter": "gpt2", "gpt2_lora": "gpt2", "gpt2_full": "gpt2", "gpt2_prompt": "gpt2"}
+# the tiny tokenizer is learned from the review fixtures: label words from their characters
+TINY_WORDS = ["model.verbalizer.words.negative='差'", "model.verbalizer.words.positive='好'"]  # quoted: Hydra's grammar
 
 
 def tiny_pretrained(folder: Path, model_type: str, reviews: Path) -> Path:
-    """A tiny 'pretrained' model + tokenizer in a local dir, like a Hub snapshot. GPT2 gets the Chinese GPT2's
-    quirks: a BERT-style tokenizer and bos/eos ids (50256) outside its vocabulary."""
+    """A tiny 'pretrained' model + tokenizer in a local dir, like a Hub snapshot (saved with its LM head, as Hub
+    checkpoints are). GPT2 gets the Chinese GPT2's quirks: a BERT-style tokenizer and bos/eos ids (50256) outside
+    its vocabulary."""
     texts = [line for name in ("pos.txt", "neg.txt") for line in (reviews / name).read_text("utf-8").splitlines()]
     tokenizer = train_tokenizer(texts, vocab_size=300)
     tokenizer.save_pretrained(folder)
@@ -34,7 +36,8 @@ def tiny_pretrained(folder: Path, model_type: str, reviews: Path) -> Path:
                                   bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
                                   **TINY[model_type])
     torch.manual_seed(0)
-    AutoModel.from_config(config).save_pretrained(folder)
+    with_head = AutoModelForMaskedLM if model_type == "bert" else AutoModelForCausalLM
+    with_head.from_config(config).save_pretrained(folder)
     if model_type == "gpt2":
         saved = json.loads((folder / "config.json").read_text())
         saved.update(bos_token_id=50256, eos_token_id=50256)
@@ -51,7 +54,8 @@ def local_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def overrides(name: str, local_models: dict[str, Path], *extra: str) -> list[str]:
-    return [f"model={name}", f"model.backbone.path={local_models[CONFIGS.get(name, 'bert')]}",
+    words = TINY_WORDS if name in ("bert_cloze", "gpt2_prompt") else []
+    return [f"model={name}", f"model.backbone.path={local_models[CONFIGS.get(name, 'bert')]}", *words,
             f"data.path={local_models['reviews']}", "data.max_length=32", "data.batch_size=8",
             "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", *extra]
 
@@ -63,7 +67,7 @@ def test_two_training_steps_from_a_local_dir(name: str, local_models: dict[str, 
     summary = train(cfg)
     assert 0.0 <= summary["test/acc"] <= 1.0
     share = summary["params/trainable_share"]
-    expected = {"bert_finetune": 1.0, "gpt2_full": 1.0}.get(name)
+    expected = {"bert_finetune": 1.0, "gpt2_full": 1.0, "bert_cloze": 1.0, "gpt2_prompt": 1.0}.get(name)
     if expected:
         assert share == expected
     else:  # frozen backbone: the head (and adapters / LoRA matrices) train
@@ -72,12 +76,7 @@ def test_two_training_steps_from_a_local_dir(name: str, local_models: dict[str, 
 
 def classifier(name: str, local_models: dict[str, Path], tmp_path: Path, *extra: str):
     cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_splits()
-    from senti_lit.data.tokenization import build_tokenizer
-
-    tokenizer = build_tokenizer(**cfg.model.tokenizer)
-    datamodule.set_tokenizer(tokenizer)
+    datamodule, tokenizer = prepare_data(cfg)
     torch.manual_seed(0)
     return build_classifier(cfg, datamodule, tokenizer, tmp_path), datamodule
 
@@ -85,14 +84,15 @@ def classifier(name: str, local_models: dict[str, Path], tmp_path: Path, *extra:
 METHODS = [("bert_finetune", []), ("bert_probe", []), ("bert_lora", []), ("bert_adapter", []),
            ("bert_finetune", ["model/method=ia3"]), ("bert_finetune", ["model/method=prompt_tuning",
                                                                          "model.method.num_virtual_tokens=4"]),
-           ("gpt2_adapter", []), ("gpt2_lora", []), ("gpt2_full", [])]
+           ("gpt2_adapter", []), ("gpt2_lora", []), ("gpt2_full", []), ("bert_cloze", []), ("gpt2_prompt", []),
+           ("bert_cloze", ["model/method=lora"])]
 
 
 @pytest.mark.parametrize("name,extra", METHODS, ids=[f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in METHODS])
 def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_models: dict[str, Path],
                                             tmp_path: Path):
     # a random tiny backbone's [CLS] state hardly depends on the input: pool the tokens instead
-    pooling = ["model.head.pooling=mean"] if name.startswith("bert") else []
+    pooling = ["model.head.pooling=mean"] if name.startswith("bert") and name != "bert_cloze" else []
     model, datamodule = classifier(name, local_models, tmp_path, *extra, *pooling)
     datamodule.batch_size = 16
     batch = next(iter(datamodule.train_dataloader()))
@@ -105,7 +105,7 @@ def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_m
             return model.loss_fn(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).item()
 
     before = eval_loss()
-    for _ in range(60):
+    for _ in range(100):
         model.train()
         loss = model.loss_fn(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
         optimizer.zero_grad()

@@ -25,7 +25,7 @@ from senti_lit.utils import flat_config, parameter_counts, plain, print_metrics,
 log = logging.getLogger(__name__)
 
 # Keys of a model config used to build the pieces; the rest are the classifier's constructor arguments.
-BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile")
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "verbalizer")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -49,6 +49,17 @@ def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> N
         w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
 
 
+def prepare_data(cfg: DictConfig):
+    """The data module with every split read, cleaned, split and encoded, and the tokenizer that encoded it
+    (loaded, or trained on the training texts)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_splits()
+    tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts(),
+                                cache_dir=datamodule.cache_folder())
+    datamodule.set_tokenizer(tokenizer, prompt=cfg.model.get("prompt"))
+    return datamodule, tokenizer
+
+
 def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = None):
     """backbone (+ MLM warm-up on the training texts when configured) -> method -> classifier, from `cfg.model`."""
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
@@ -62,8 +73,31 @@ def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = 
     if loss.get("class_weights") == "balanced":
         loss["class_weights"] = balanced_weights(datamodule)
         log.info("class weights (balanced on the training split): %s", loss["class_weights"])
+    extra = {"loss": loss} if loss else {}
+    if cfg.model.get("verbalizer"):
+        extra["verbalizer"] = verbalizer_ids(tokenizer, datamodule.label_space, **plain(cfg.model.verbalizer))
     return instantiate(module_cfg, _partial_=True, _convert_="all")(
-        backbone=backbone, label_space=datamodule.label_space, **({"loss": loss} if loss else {}))
+        backbone=backbone, label_space=datamodule.label_space, **extra)
+
+
+def verbalizer_ids(tokenizer, label_space, words: dict[str, str], position: str = "mask") -> dict:
+    """The vocabulary id of each label's word (its first token), in label order, for VerbalizerHead."""
+    missing = [name for name in label_space.names if name not in words]
+    if missing:
+        raise ValueError(f"model.verbalizer.words has no word for {missing}; add one per label")
+    ids = []
+    for name in label_space.names:
+        tokens = tokenizer(words[name], add_special_tokens=False)["input_ids"]
+        if not tokens or tokens[0] == tokenizer.unk_token_id:
+            raise ValueError(f"model.verbalizer.words: {words[name]!r} ({name}) is not in the tokenizer's vocabulary")
+        if len(tokens) > 1:
+            log.info("verbalizer: %r (%s) is %d tokens; its first token scores the label", words[name], name,
+                     len(tokens))
+        ids.append(tokens[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"model.verbalizer.words: two labels share a first token ({dict(zip(label_space.names, ids))})")
+    return {"token_ids": ids, "position": position, "mask_token_id": tokenizer.mask_token_id,
+            "special_ids": list(tokenizer.all_special_ids)}
 
 
 def balanced_weights(datamodule) -> list[float]:
@@ -82,11 +116,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_splits()
-    tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts(),
-                                cache_dir=datamodule.cache_folder())
-    datamodule.set_tokenizer(tokenizer)
+    datamodule, tokenizer = prepare_data(cfg)
     write_json(out / "data.json", datamodule.summary())
     tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     prepare_seconds = time.perf_counter() - start

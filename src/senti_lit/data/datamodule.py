@@ -213,21 +213,24 @@ class TextClassificationDataModule(L.LightningDataModule):
         return [ex.text for ex in self.prepare_splits()["train"]]
 
     # -- encodings ------------------------------------------------------------------------------------------------
-    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Encode every split once with `tokenizer` (truncated to `max_length`), or load the cached encodings."""
+    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase, prompt: str | None = None) -> None:
+        """Encode every split once with `tokenizer` (truncated to `max_length`), or load the cached encodings.
+
+        `prompt` (a model's template, e.g. "总之很[MASK]。") follows every text as its second segment; only the text
+        is truncated, so the prompt always survives."""
         splits = self.prepare_splits()
         self.tokenizer = tokenizer
         self.collator = DataCollatorWithPadding(tokenizer)
         folder = self.cache_folder()
         if folder is not None:
-            folder = folder / f"tokens-{tokenizer_digest(tokenizer)}-{self.max_length}"
+            folder = folder / f"tokens-{digest(tokenizer_digest(tokenizer), self.max_length, prompt)}"
         hit = folder is not None and all((folder / f"{name}.npz").is_file() for name in splits)
         for name, examples in splits.items():
             if hit:
                 self.datasets[name] = EncodedDataset.load(folder / f"{name}.npz")
                 continue
             self.datasets[name] = encode(tokenizer, [ex.text for ex in examples], self._label_array(examples),
-                                         self.max_length)
+                                         self.max_length, prompt)
             if folder is not None:
                 self.datasets[name].save(folder / f"{name}.npz")
         self.cache_hits["tokens"] = hit

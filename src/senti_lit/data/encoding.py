@@ -53,12 +53,15 @@ class EncodedDataset(Dataset):
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray | None,
-           max_length: int) -> EncodedDataset:
-    """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays."""
+           max_length: int, prompt: str | None = None) -> EncodedDataset:
+    """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays; `prompt` is appended to each
+    as a second segment and never truncated."""
     ids_parts, lengths = [], []
     for start in range(0, len(texts), CHUNK):
-        batch = tokenizer(list(texts[start:start + CHUNK]), truncation=True, max_length=max_length,
-                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        chunk = list(texts[start:start + CHUNK])
+        pairs = {"text_pair": [prompt] * len(chunk), "truncation": "only_first"} if prompt else {"truncation": True}
+        batch = tokenizer(chunk, max_length=max_length, return_attention_mask=False, return_token_type_ids=False,
+                          **pairs)["input_ids"]
         sizes = [len(x) for x in batch]
         ids_parts.append(np.fromiter(chain.from_iterable(batch), dtype=np.int32, count=sum(sizes)))
         lengths.extend(sizes)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig,
+                          PreTrainedModel, PreTrainedTokenizerBase)
 
 from senti_lit.utils import resolve_path
 
@@ -36,25 +37,30 @@ def build_backbone(
     config: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     gradient_checkpointing: bool = False,
+    lm_head: str | None = None,
 ) -> PreTrainedModel:
     """`path` (Hub id, local dir or pkg://) loads pretrained weights; otherwise `model_type` + `config` build one
     from scratch (vocabulary size and special token ids from `tokenizer` unless `config` sets them).
 
-    `gradient_checkpointing` trades compute for memory on backbones that support it.
+    `gradient_checkpointing` trades compute for memory on backbones that support it. `lm_head` (masked | causal)
+    keeps the language-model head, for classifiers that read label words off the vocabulary (verbalizers).
     """
     model_kwargs = dict(model_kwargs or {})
+    auto = {None: AutoModel, "masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}.get(lm_head)
+    if auto is None:
+        raise ValueError(f"model.backbone.lm_head must be null, masked or causal, got {lm_head!r}")
     if path:
         path = resolve_path(path)
         model_config = AutoConfig.from_pretrained(path)
         align_special_tokens(model_config, tokenizer)
-        model = AutoModel.from_pretrained(path, config=model_config, **model_kwargs)
+        model = auto.from_pretrained(path, config=model_config, **model_kwargs)
         model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from train mode
     else:
         settings = {"vocab_size": len(tokenizer), **dict(config or {})}
         model_config = AutoConfig.for_model(model_type, **settings, pad_token_id=tokenizer.pad_token_id,
                                             bos_token_id=first_id(tokenizer, "bos_token_id", "cls_token_id"),
                                             eos_token_id=first_id(tokenizer, "eos_token_id", "sep_token_id"))
-        model = AutoModel.from_config(model_config, **model_kwargs)
+        model = auto.from_config(model_config, **model_kwargs)
         log.info("backbone: %s from scratch, %.2fM parameters", model_type, model.num_parameters() / 1e6)
     if gradient_checkpointing:
         if not model.supports_gradient_checkpointing:

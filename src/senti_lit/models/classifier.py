@@ -10,7 +10,7 @@ from transformers import PreTrainedModel, get_scheduler
 
 from senti_lit.data.labels import LabelSpace
 from senti_lit.metrics import build_metrics, flatten
-from senti_lit.models.heads import ClassificationHead
+from senti_lit.models.heads import ClassificationHead, VerbalizerHead
 
 
 class FocalLoss(nn.Module):
@@ -72,6 +72,8 @@ class SentimentClassifier(L.LightningModule):
         scheduler: `{name, warmup_ratio}` for `transformers.get_scheduler` (linear, cosine, constant_with_warmup …).
         head: `{pooling, dropout}` for `ClassificationHead`.
         label_smoothing: single-label cross-entropy smoothing.
+        verbalizer: `{token_ids, position, mask_token_id, special_ids}` for `VerbalizerHead` (train.py resolves
+            the config's label words); the backbone is then a language model with its LM head.
         loss: `{name: ce|focal, class_weights: null | [one per label], gamma}` (train.py turns
             `class_weights: balanced` into inverse-frequency weights from the training split).
         token_dropout: in training, the share of input token embeddings zeroed (whole tokens, not features): a
@@ -88,17 +90,24 @@ class SentimentClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         token_dropout: float = 0.0,
         loss: dict | None = None,
+        verbalizer: dict | None = None,
     ) -> None:
         super().__init__()
         head = dict(head or {})
         scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
         self.save_hyperparameters(
             {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
-             "token_dropout": token_dropout, "loss": dict(loss or {})}
+             "token_dropout": token_dropout, "loss": dict(loss or {}), "verbalizer": verbalizer}
         )
         self.backbone = backbone
         self.label_space = label_space
-        self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
+        if verbalizer:
+            if len(verbalizer["token_ids"]) != label_space.num_labels:
+                raise ValueError(f"the verbalizer has {len(verbalizer['token_ids'])} words for "
+                                 f"{label_space.num_labels} labels")
+            self.head: nn.Module = VerbalizerHead(**verbalizer)
+        else:
+            self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
         self.optimizer_factory = optimizer
         self.scheduler_cfg = scheduler
         self.loss_fn = build_loss(label_space, label_smoothing=label_smoothing, **dict(loss or {}))
@@ -109,7 +118,10 @@ class SentimentClassifier(L.LightningModule):
         self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone() for _ in range(3))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        if isinstance(self.head, VerbalizerHead):
+            return self.head(out.logits, input_ids, attention_mask)
+        hidden = out.last_hidden_state
         if hidden.size(1) > attention_mask.size(1):  # prompt tuning prepends virtual tokens: they are attended
             extra = attention_mask.new_ones(attention_mask.size(0), hidden.size(1) - attention_mask.size(1))
             attention_mask = torch.cat([extra, attention_mask], dim=1)

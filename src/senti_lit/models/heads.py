@@ -37,3 +37,39 @@ class ClassificationHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(pool(hidden, mask, self.pooling)))
+
+
+class VerbalizerHead(nn.Module):
+    """Classification by a language model's own vocabulary: the class scores are the LM logits of each label's
+    word at the answer position: the [MASK] of a cloze template (`position: mask`, BERT), or the last prompt token,
+    whose next token is the answer (`position: last`, GPT2). No new weights: the pretrained head does the work.
+
+    token_ids: one vocabulary id per label (the first token of its word); special_ids: tokens the answer position
+    skips back over at the end of a sequence (a trailing [SEP]).
+    """
+
+    def __init__(self, token_ids: list[int], position: str = "mask", mask_token_id: int | None = None,
+                 special_ids: list[int] | None = None) -> None:
+        super().__init__()
+        if position not in ("mask", "last"):
+            raise ValueError(f"model.verbalizer.position must be 'mask' or 'last', got {position!r}")
+        if position == "mask" and mask_token_id is None:
+            raise ValueError("a cloze verbalizer needs a tokenizer with a mask token")
+        self.position, self.mask_token_id = position, mask_token_id
+        self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
+        self.register_buffer("special_ids", torch.tensor(special_ids or [], dtype=torch.long), persistent=False)
+
+    def answer_positions(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.position == "mask":
+            is_mask = input_ids == self.mask_token_id
+            if not bool(is_mask.any(dim=1).all()):
+                raise ValueError("a text lost its [MASK] (truncated?): the cloze template must follow the text")
+            return is_mask.int().argmax(dim=1)  # the first [MASK] of each row
+        last = mask.sum(dim=1).clamp(min=1) - 1
+        rows = torch.arange(input_ids.size(0), device=input_ids.device)
+        trailing = torch.isin(input_ids[rows, last], self.special_ids)
+        return (last - trailing.long()).clamp(min=0)
+
+    def forward(self, lm_logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(input_ids.size(0), device=input_ids.device)
+        return lm_logits[rows, self.answer_positions(input_ids, mask)][:, self.token_ids]
