@@ -124,18 +124,6 @@ def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_m
         assert torch.equal(fresh(batch["input_ids"], batch["attention_mask"]), logits)
 
 
-class VocabOnly:
-    """What build_backbone needs of a tokenizer to build a real-size architecture: its size and special ids."""
-
-    pad_token_id, bos_token_id, eos_token_id, cls_token_id, sep_token_id = 0, None, None, 101, 102
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-
 # The seeds' reported trainable shares (issue 4) and what the real architectures give.
 SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0.0, 0.0001),
           "gpt2_lora": (0.003, 0.012), "bert_lora": (0.001, 0.01), "gpt2_adapter": (0.008, 0.04),
@@ -145,7 +133,7 @@ SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0
 @pytest.mark.parametrize("name", sorted(SHARES))
 def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path):
     from senti_lit.data.labels import LabelSpace
-    from senti_lit.models.backbone import build_backbone
+    from senti_lit.models.backbone import VocabOnly, build_backbone
     from senti_lit.models.methods import apply_method
     from senti_lit.utils import plain
 
