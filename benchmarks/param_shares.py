@@ -18,7 +18,7 @@ from senti_lit.models.methods import apply_method  # noqa: E402
 from senti_lit.utils import parameter_counts, plain  # noqa: E402
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
-          "minilm"]
+          "minilm", "llm_lora"]
 
 
 def main() -> None:

@@ -11,14 +11,14 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
 from senti_lit.data.tokenization import train_tokenizer
-from senti_lit.train import build_classifier, prepare_data, train
+from senti_lit.train import build_classifier, build_prompt, prepare_data, train
 from senti_lit.utils import parameter_counts
 
 from conftest import compose_train, write_reviews
 
 TINY = {"bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                      max_position_embeddings=64),
-        "gpt2": dict(n_embd=32, n_layer=2, n_head=2, n_positions=64)}
+        "gpt2": dict(n_embd=32, n_layer=2, n_head=2, n_positions=512)}  # room for few-shot chat prompts
 CONFIGS = {"bert_finetune": "bert", "bert_probe": "bert", "bert_lora": "bert", "bert_adapter": "bert",
            "bert_cloze": "bert", "gpt2_adapter": "gpt2", "gpt2_lora": "gpt2", "gpt2_full": "gpt2", "gpt2_prompt": "gpt2"}
 # the tiny tokenizer is learned from the review fixtures: label words from their characters
@@ -197,3 +197,49 @@ def test_lora_merges_into_the_base_with_the_same_outputs(name: str, local_models
         after = model(batch["input_ids"], batch["attention_mask"])
     assert not isinstance(model.backbone, peft.PeftModel)
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def tiny_llm(folder: Path, local_models: dict[str, Path]) -> Path:
+    """The tiny causal LM (GPT2) with a chat template added to its tokenizer, saved like a Hub snapshot. (A tiny
+    Qwen2 would do the same, but transformers 5 swaps any tokenizer saved next to a qwen2 config for its own.)"""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(local_models["gpt2"], folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_path: Path):
+    folder = tiny_llm(tmp_path / "llm", local_models)
+    args = ["model=llm_lora", f"model.backbone.path={folder}", *TINY_WORDS, f"data.path={local_models['reviews']}",
+            "data.max_length=400", "data.batch_size=8", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
+            "model.chat.shots=2", "model.method.target_modules=[c_attn]"]
+    cfg = compose_train([*args, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"], tmp_path / "run")
+    datamodule, tokenizer = prepare_data(cfg)
+    prompt = build_prompt(cfg, datamodule, tokenizer)
+    assert prompt.count("<user>") == 5 and prompt.count("<assistant>") == 5  # 2 shots x 2 labels, then the text
+    assert prompt.count("{text}") == 1 and prompt.endswith("<assistant>")  # the answer is the next token
+    suffix = tokenizer(prompt.split("{text}")[1], add_special_tokens=False)["input_ids"]
+    assert datamodule.datasets["train"][0]["input_ids"][-len(suffix):] == suffix
+    summary = train(cfg)
+    assert 0.0 < summary["params/trainable_share"] < 0.2 and 0.0 <= summary["test/acc"] <= 1.0
+
+
+def test_four_bit_loading_says_what_it_needs(local_models: dict[str, Path]):
+    from senti_lit.models.backbone import build_backbone
+
+    with pytest.raises(ValueError, match="load_in_4bit=true needs a CUDA GPU"):
+        build_backbone(VocabOnlyTokenizer(), path=str(local_models["gpt2"]), lm_head="causal", load_in_4bit=True)
+
+
+class VocabOnlyTokenizer:
+    pad_token_id, bos_token_id, eos_token_id, cls_token_id, sep_token_id = 0, None, None, 2, 3
+
+    def __len__(self) -> int:
+        return 300

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from senti_lit.config import CONFIG_DIR
+from senti_lit.data.prompts import chat_prompt
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
 from senti_lit.models.methods import apply_method
@@ -25,7 +26,7 @@ from senti_lit.utils import flat_config, parameter_counts, plain, print_metrics,
 log = logging.getLogger(__name__)
 
 # Keys of a model config used to build the pieces; the rest are the classifier's constructor arguments.
-BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "verbalizer")
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "chat", "verbalizer")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -56,8 +57,19 @@ def prepare_data(cfg: DictConfig):
     datamodule.prepare_splits()
     tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts(),
                                 cache_dir=datamodule.cache_folder())
-    datamodule.set_tokenizer(tokenizer, prompt=cfg.model.get("prompt"))
+    datamodule.set_tokenizer(tokenizer, prompt=build_prompt(cfg, datamodule, tokenizer))
     return datamodule, tokenizer
+
+
+def build_prompt(cfg: DictConfig, datamodule, tokenizer) -> str | None:
+    """The model's template: `model.prompt`, or a few-shot chat (`model.chat`) rendered by the tokenizer."""
+    chat = cfg.model.get("chat")
+    if not chat:
+        return cfg.model.get("prompt")
+    prompt = chat_prompt(tokenizer, plain(cfg.model.verbalizer.words), datamodule.label_space.names,
+                         datamodule.splits["train"], seed=cfg.seed, **plain(chat))
+    log.info("prompt (%d few-shot examples per label):\n%s", chat.get("shots", 0), prompt)
+    return prompt
 
 
 def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = None):

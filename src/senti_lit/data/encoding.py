@@ -54,14 +54,14 @@ class EncodedDataset(Dataset):
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray | None,
            max_length: int, prompt: str | None = None) -> EncodedDataset:
-    """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays; `prompt` is appended to each
-    as a second segment and never truncated."""
+    """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays.
+
+    `prompt`: a template holding `{text}` (prefix + text + suffix, e.g. a rendered few-shot chat: used verbatim,
+    so it carries its own special tokens), or a suffix that follows every text as its second segment (special
+    tokens added as for any pair); either way only the text is truncated."""
     ids_parts, lengths = [], []
     for start in range(0, len(texts), CHUNK):
-        chunk = list(texts[start:start + CHUNK])
-        pairs = {"text_pair": [prompt] * len(chunk), "truncation": "only_first"} if prompt else {"truncation": True}
-        batch = tokenizer(chunk, max_length=max_length, return_attention_mask=False, return_token_type_ids=False,
-                          **pairs)["input_ids"]
+        batch = encode_chunk(tokenizer, list(texts[start:start + CHUNK]), max_length, prompt)
         sizes = [len(x) for x in batch]
         ids_parts.append(np.fromiter(chain.from_iterable(batch), dtype=np.int32, count=sum(sizes)))
         lengths.extend(sizes)
@@ -69,6 +69,23 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.
     np.cumsum(lengths, out=offsets[1:])
     ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.int32)
     return EncodedDataset(ids, offsets, labels)
+
+
+def encode_chunk(tokenizer: PreTrainedTokenizerBase, chunk: list[str], max_length: int,
+                 prompt: str | None) -> list[list[int]]:
+    common = {"return_attention_mask": False, "return_token_type_ids": False}
+    if not prompt:
+        return tokenizer(chunk, truncation=True, max_length=max_length, **common)["input_ids"]
+    if "{text}" not in prompt:
+        return tokenizer(chunk, [prompt] * len(chunk), truncation="only_first", max_length=max_length,
+                         **common)["input_ids"]
+    prefix, suffix = (tokenizer(part, add_special_tokens=False)["input_ids"] for part in prompt.split("{text}", 1))
+    budget = max_length - len(prefix) - len(suffix)
+    if budget < 1:
+        raise ValueError(f"the prompt takes {max_length - budget} of data.max_length={max_length} tokens; raise "
+                         "data.max_length or shorten the prompt")
+    texts = tokenizer(chunk, add_special_tokens=False, truncation=True, max_length=budget, **common)["input_ids"]
+    return [prefix + ids + suffix for ids in texts]
 
 
 # -- cache keys ---------------------------------------------------------------------------------------------------

@@ -25,6 +25,21 @@ def align_special_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenize
         setattr(config, name, first_id(tokenizer, *candidates))
 
 
+def four_bit_config():
+    """bitsandbytes 4-bit NF4 with bf16 compute; it needs a CUDA GPU and the bitsandbytes package."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise ValueError("model.backbone.load_in_4bit=true needs a CUDA GPU (bitsandbytes); this machine has none: "
+                         "set it to false")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ValueError("model.backbone.load_in_4bit=true needs bitsandbytes: pip install bitsandbytes") from None
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def first_id(tokenizer: PreTrainedTokenizerBase, *names: str) -> int | None:
     """The first of the tokenizer's special token ids `names` that it has."""
     return next((i for i in (getattr(tokenizer, n, None) for n in names) if i is not None), None)
@@ -38,12 +53,14 @@ def build_backbone(
     model_kwargs: dict[str, Any] | None = None,
     gradient_checkpointing: bool = False,
     lm_head: str | None = None,
+    load_in_4bit: bool = False,
 ) -> PreTrainedModel:
     """`path` (Hub id, local dir or pkg://) loads pretrained weights; otherwise `model_type` + `config` build one
     from scratch (vocabulary size and special token ids from `tokenizer` unless `config` sets them).
 
     `gradient_checkpointing` trades compute for memory on backbones that support it. `lm_head` (masked | causal)
     keeps the language-model head, for classifiers that read label words off the vocabulary (verbalizers).
+    `load_in_4bit` loads pretrained weights 4-bit quantized (bitsandbytes, CUDA only), for LLMs with LoRA.
     """
     model_kwargs = dict(model_kwargs or {})
     auto = {None: AutoModel, "masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}.get(lm_head)
@@ -53,6 +70,8 @@ def build_backbone(
         path = resolve_path(path)
         model_config = AutoConfig.from_pretrained(path)
         align_special_tokens(model_config, tokenizer)
+        if load_in_4bit:
+            model_kwargs["quantization_config"] = four_bit_config()
         model = auto.from_pretrained(path, config=model_config, **model_kwargs)
         model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from train mode
     else:
