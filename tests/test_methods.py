@@ -243,3 +243,58 @@ class VocabOnlyTokenizer:
 
     def __len__(self) -> int:
         return 300
+
+
+@pytest.mark.parametrize("name", ["bert_lora", "bert_adapter", "gpt2_lora"])
+def test_trainable_weights_alone_restore_the_model(name: str, local_models: dict[str, Path], tmp_path: Path):
+    from senti_lit.models.methods import load_trainable, trainable_state_dict
+
+    model, datamodule = classifier(name, local_models, tmp_path)
+    for p in model.parameters():  # as if trained: every trainable weight moves
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    batch = next(iter(datamodule.val_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        logits = model(batch["input_ids"], batch["attention_mask"])
+    small = trainable_state_dict(model)
+    assert sum(t.numel() for t in small.values()) < 0.5 * sum(p.numel() for p in model.parameters())
+    fresh, _ = classifier(name, local_models, tmp_path / "fresh")  # the same base weights, a new head/method
+    load_trainable(fresh, small)
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(batch["input_ids"], batch["attention_mask"]), logits)
+    with pytest.raises(KeyError, match="no place in this model"):
+        load_trainable(fresh, {"backbone.no.such.weight": torch.zeros(1)})
+
+
+def test_focal_loss_and_class_weights():
+    from senti_lit.data.labels import LabelSpace
+    from senti_lit.models.classifier import build_loss
+
+    space = LabelSpace(("a", "b", "c"))
+    logits, target = torch.randn(8, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0, 0])
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    assert torch.allclose(build_loss(space, "focal", gamma=0.0)(logits, target), ce)  # gamma 0 is cross-entropy
+    assert build_loss(space, "focal", gamma=2.0)(logits, target) < ce  # confident examples count less
+    weights = [1.0, 2.0, 3.0]
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor(weights))
+    assert torch.allclose(build_loss(space, "ce", class_weights=weights)(logits, target), expected)
+    with pytest.raises(ValueError, match="3 labels"):
+        build_loss(space, "ce", class_weights=[1.0, 2.0])
+    multi = LabelSpace(("a", "b"), multi_label=True)
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits[:2, :2], y)
+    assert torch.allclose(build_loss(multi, "focal", gamma=0.0)(logits[:2, :2], y), bce)
+
+
+def test_balanced_class_weights_and_gradient_checkpointing(local_models: dict[str, Path], tmp_path: Path):
+    cfg = compose_train(overrides("bert_finetune", local_models, "model.loss.class_weights=balanced",
+                                  "model.backbone.gradient_checkpointing=true", "trainer.max_epochs=1",
+                                  "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+                                  "+trainer.limit_test_batches=1"), tmp_path)
+    datamodule, tokenizer = prepare_data(cfg)
+    model = build_classifier(cfg, datamodule, tokenizer)
+    assert model.backbone.is_activation_checkpointing
+    assert torch.allclose(model.loss_fn.weight, torch.tensor([1.0, 1.0]))  # the fixture is balanced: 120 / 120
+    assert 0.0 <= train(cfg)["test/acc"] <= 1.0

@@ -85,7 +85,7 @@ def build_backbone(
         if not model.supports_gradient_checkpointing:
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing; set "
                              "model.backbone.gradient_checkpointing=false")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 

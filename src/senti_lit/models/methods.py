@@ -65,3 +65,19 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
     if isinstance(backbone, peft.PeftModel) and hasattr(backbone, "merge_and_unload"):
         return backbone.merge_and_unload()
     return backbone
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, Any]:
+    """Only what training changed: the head and the method's weights (LoRA matrices, adapters, prompts), or
+    everything for full fine-tuning. With the same base weights, `load_trainable` restores the model."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: nn.Module, state: dict[str, Any]) -> None:
+    """Load a `trainable_state_dict` into a model built the same way; every saved tensor must find its place."""
+    own = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise KeyError(f"{len(unknown)} saved weights have no place in this model (built differently?): "
+                       f"{unknown[:3]}")
+    model.load_state_dict(state, strict=False)
