@@ -57,11 +57,16 @@ def reviews_dir(tmp_path: Path) -> Path:
     return write_reviews(tmp_path / "reviews")
 
 
-def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The train config as `python -m senti_lit.train <overrides>` composes it, writing to `output_dir`."""
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Config `name` (train, pretrain) as `python -m senti_lit.<name> <overrides>` composes it, writing to
+    `output_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}",
-                                            f"paths.cache_dir={output_dir}/cache"])
+        cfg = compose(name, overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}",
+                                       f"paths.cache_dir={output_dir}/cache"])
     GlobalHydra.instance().clear()
     return cfg
+
+
+def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
+    return compose_config("train", overrides, output_dir)

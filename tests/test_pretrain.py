@@ -5,26 +5,18 @@ import json
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from transformers import AutoModel
 
-from senti_lit.config import CONFIG_DIR
 from senti_lit.pretrain import pretrain
 from senti_lit.train import train
 
-from conftest import TINY_MODEL, compose_train
+from conftest import TINY_MODEL, compose_config, compose_train
 
 TINY_BACKBONE = [o for o in TINY_MODEL if o.startswith(("model.tokenizer", "model.backbone", "data.", "trainer."))]
 
 
 def compose_pretrain(overrides: list[str], out: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("pretrain", overrides=[*overrides, f"paths.output_dir={out}", f"paths.log_dir={out}",
-                                             f"paths.cache_dir={out}/cache"])
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config("pretrain", overrides, out)
 
 
 def test_pretrain_then_fine_tune(reviews_dir: Path, tmp_path: Path):
