@@ -1,6 +1,8 @@
 """Where the Hydra configs live: `conf/` of a source checkout, or `senti_lit/conf` inside an installed wheel."""
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 
 def config_dir() -> str:
     here = Path(__file__).resolve().parent
@@ -11,3 +13,13 @@ def config_dir() -> str:
 
 
 CONFIG_DIR = config_dir()
+
+
+def _mkdir(path: str) -> str:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+# `${mkdir:DIR}`: DIR, created if missing (an Optuna sqlite study is opened before any job has made logs/).
+if not OmegaConf.has_resolver("mkdir"):
+    OmegaConf.register_new_resolver("mkdir", _mkdir)

@@ -12,6 +12,8 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -176,7 +178,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except Exception as e:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        # one failed job must not end the sweep: record it for the sweep report, tell Optuna the trial failed
+        log.exception("job failed")
+        write_json(Path(cfg.paths.output_dir) / "failed.json", {"error": f"{type(e).__name__}: {e}"})
+        return float("nan") if cfg.get("optimized_metric") else None
     value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     return None if value is None else float(value)
 

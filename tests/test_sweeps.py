@@ -1,0 +1,82 @@
+"""Sweeps: a failing job does not end a multirun, the sweep report, Optuna with a resumable sqlite study, and the
+parallel and SLURM launchers."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from senti_lit.config import CONFIG_DIR
+
+from conftest import TINY_MODEL
+
+
+def run_cli(tmp_path: Path, *args: str, module: str = "senti_lit.train") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+
+
+def sweep_dir(logs: Path) -> Path:
+    sweeps = list((logs / "train" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    return sweeps[0]
+
+
+def test_failed_job_is_reported_and_the_sweep_goes_on(reviews_dir: Path, tmp_path: Path):
+    logs = tmp_path / "logs"
+    result = run_cli(tmp_path, "-m", "seed=1,2", "model.optimizer.weight_decay=0.01,-1", f"data.path={reviews_dir}",
+                     *TINY_MODEL, "debug=fdr", f"paths.log_dir={logs}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr + result.stdout
+    sweep = sweep_dir(logs)
+    with (sweep / "jobs.csv").open() as f:
+        jobs = list(csv.DictReader(f))
+    assert sorted(j["status"] for j in jobs) == ["failed", "failed", "ok", "ok"]
+    assert all("Invalid weight_decay" in j["error"] for j in jobs if j["status"] == "failed")
+    with (sweep / "configurations.csv").open() as f:
+        groups = {g["configuration"]: g for g in csv.DictReader(f)}
+    assert {k: (g["jobs"], g["ok"]) for k, g in groups.items()} == {
+        "model.optimizer.weight_decay=0.01": ("2", "2"), "model.optimizer.weight_decay=-1": ("2", "0")}
+    assert " ± " in groups["model.optimizer.weight_decay=0.01"]["test/acc"]
+    assert "| model.optimizer.weight_decay=0.01 | 2 | 2 |" in (sweep / "report.md").read_text()
+    again = run_cli(tmp_path, str(sweep), module="senti_lit.report")  # the same report on demand
+    assert again.returncode == 0 and "configurations" in again.stdout
+
+
+def test_a_single_run_failure_still_fails_loudly(reviews_dir: Path, tmp_path: Path):
+    result = run_cli(tmp_path, f"data.path={reviews_dir}", *TINY_MODEL, "model.optimizer.weight_decay=-1",
+                     "debug=fdr", f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert result.returncode != 0 and "Invalid weight_decay" in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")  # optuna 2 (pinned by the plugin) in this process
+def test_optuna_study_persists_and_resumes(reviews_dir: Path, tmp_path: Path):
+    args = ["hparams_search=mini_bert_optuna", "hydra.sweeper.n_trials=2", f"data.path={reviews_dir}", *TINY_MODEL,
+            "debug=fdr", f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    for _ in range(2):  # the second command continues the same study
+        result = run_cli(tmp_path, *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="train_mini_bert", storage=f"sqlite:///{tmp_path / 'logs' / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert 0.0 <= study.best_value <= 1.0
+
+
+def test_parallel_launcher_runs_jobs_and_slurm_composes(reviews_dir: Path, tmp_path: Path):
+    logs = tmp_path / "logs"
+    result = run_cli(tmp_path, "-m", "hydra/launcher=parallel", "seed=1,2", f"data.path={reviews_dir}", *TINY_MODEL,
+                     "debug=fdr", f"paths.log_dir={logs}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (sweep_dir(logs) / "jobs.csv").open() as f:
+        assert [j["status"] for j in csv.DictReader(f)] == ["ok", "ok"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
