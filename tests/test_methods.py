@@ -85,7 +85,11 @@ METHODS = [("bert_finetune", []), ("bert_probe", []), ("bert_lora", []), ("bert_
            ("bert_finetune", ["model/method=ia3"]), ("bert_finetune", ["model/method=prompt_tuning",
                                                                          "model.method.num_virtual_tokens=4"]),
            ("gpt2_adapter", []), ("gpt2_lora", []), ("gpt2_full", []), ("bert_cloze", []), ("gpt2_prompt", []),
-           ("bert_cloze", ["model/method=lora"])]
+           ("bert_cloze", ["model/method=lora"]),
+           ("bert_cloze", ["model/method=prompt_tuning", "model.method.num_virtual_tokens=4"])]
+# 4 virtual tokens in front of a random tiny MLM barely move its word logits at [MASK] (gradient ~1e-4): that
+# combination is checked for the virtual-token offset and the round trip, not for overfitting
+NO_OVERFIT = {("bert_cloze", "model/method=prompt_tuning")}
 
 
 @pytest.mark.parametrize("name,extra", METHODS, ids=[f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in METHODS])
@@ -111,7 +115,8 @@ def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_m
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert eval_loss() < 0.7 * before  # probes, IA3 and prompt tuning move fewer weights: they fall slower
+    if (name, extra[0] if extra else "") not in NO_OVERFIT:
+        assert eval_loss() < 0.7 * before  # probes, IA3 and prompt tuning move fewer weights: they fall slower
 
     model.eval()
     with torch.no_grad():
@@ -266,6 +271,8 @@ def test_trainable_weights_alone_restore_the_model(name: str, local_models: dict
         assert torch.equal(fresh(batch["input_ids"], batch["attention_mask"]), logits)
     with pytest.raises(KeyError, match="no place in this model"):
         load_trainable(fresh, {"backbone.no.such.weight": torch.zeros(1)})
+    with pytest.raises(KeyError, match="not in the saved ones"):
+        load_trainable(fresh, {k: v for k, v in small.items() if not k.startswith("head.")})
 
 
 def test_focal_loss_and_class_weights():
@@ -298,3 +305,69 @@ def test_balanced_class_weights_and_gradient_checkpointing(local_models: dict[st
     assert model.backbone.is_activation_checkpointing
     assert torch.allclose(model.loss_fn.weight, torch.tensor([1.0, 1.0]))  # the fixture is balanced: 120 / 120
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
+
+
+def test_chinese_gpt2_quirks_are_fixed_on_load(local_models: dict[str, Path]):
+    from transformers import PreTrainedTokenizerFast
+
+    from senti_lit.data.tokenization import build_tokenizer, for_classification
+    from senti_lit.models.backbone import build_backbone
+
+    saved = json.loads((local_models["gpt2"] / "config.json").read_text())
+    assert saved["bos_token_id"] == 50256 and "pad_token_id" not in saved  # the fixture has the quirks
+    tokenizer = build_tokenizer(path=str(local_models["gpt2"]))
+    model = build_backbone(tokenizer, path=str(local_models["gpt2"]))
+    assert (model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id) == (
+        tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    assert tokenizer.padding_side == "right"
+    no_pad = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="[SEP]")
+    assert no_pad.pad_token is None and for_classification(no_pad).pad_token == "[SEP]"  # GPT2-style: pad = eos
+
+
+def test_verbalizer_answer_positions():
+    from senti_lit.models.heads import VerbalizerHead
+
+    ids = torch.tensor([[1, 7, 4, 8, 4, 2, 0], [1, 4, 9, 2, 0, 0, 0]])  # 4 = [MASK], 2 = [SEP], 0 = pad
+    mask = (ids != 0).long()
+    cloze = VerbalizerHead([5, 6], "mask", mask_token_id=4, special_ids=[1, 2])
+    assert cloze.answer_positions(ids, mask).tolist() == [4, 1]  # the last [MASK]: the template's
+    pair = VerbalizerHead([5, 6], "last", special_ids=[1, 2])
+    assert pair.answer_positions(ids, mask).tolist() == [4, 2]  # before the trailing [SEP]
+    template = VerbalizerHead([5, 6], "last", special_ids=[1, 2], skip_trailing_special=False)
+    assert template.answer_positions(ids, mask).tolist() == [5, 3]  # a chat ends where the answer starts
+    logits = torch.randn(2, 7, 10)
+    assert torch.equal(cloze(logits, ids, mask), logits[[0, 1], [4, 1]][:, [5, 6]])
+    with pytest.raises(ValueError, match="lost its \\[MASK\\]"):
+        cloze(logits, torch.tensor([[1, 7, 2, 0, 0, 0, 0]] * 2), mask)
+
+
+def test_balanced_weights_formula():
+    from types import SimpleNamespace
+
+    from senti_lit.data.labels import LabelSpace
+    from senti_lit.data.sources import Example
+    from senti_lit.train import balanced_weights
+
+    def fake(space, train):
+        hist = {}
+        for ex in train:
+            for label in (ex.label,) if isinstance(ex.label, str) else ex.label:
+                hist[label] = hist.get(label, 0) + 1
+        return SimpleNamespace(label_space=space, splits={"train": train},
+                               summary=lambda: {"splits": {"train": {"labels": hist}}})
+
+    single = [Example(f"a{i}", "a") for i in range(30)] + [Example(f"b{i}", "b") for i in range(10)]
+    assert balanced_weights(fake(LabelSpace(("a", "b")), single)) == [0.6667, 2.0]  # n / (labels x count)
+    multi = [Example(f"m{i}", ("x",) if i % 4 else ("x", "y")) for i in range(40)]
+    assert balanced_weights(fake(LabelSpace(("x", "y"), multi_label=True), multi)) == [0.0, 3.0]  # neg / pos
+
+
+def test_multilabel_focal_weights_scale_positives_like_pos_weight():
+    from senti_lit.data.labels import LabelSpace
+    from senti_lit.models.classifier import build_loss
+
+    logits, y = torch.randn(4, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    space = LabelSpace(("a", "b"), multi_label=True)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=torch.tensor([3.0, 1.0]))
+    assert torch.allclose(build_loss(space, "focal", class_weights=[3.0, 1.0], gamma=0.0)(logits, y), expected)
+    assert torch.allclose(build_loss(space, "ce", class_weights=[3.0, 1.0])(logits, y), expected)

@@ -64,9 +64,8 @@ def pretrain(cfg: DictConfig) -> Path:
     if trainer.is_global_zero:
         backbone.save_pretrained(target)
         tokenizer.save_pretrained(target)
-        loss = trainer.callback_metrics.get("mlm/loss_epoch")
         write_json(out / "pretrain.json", {"texts": len(texts), "tokens": int(encoded.offsets[-1]),
-                                           "epochs": m.epochs, "final_mlm_loss": None if loss is None else float(loss),
+                                           "epochs": m.epochs, "mlm_loss_per_epoch": module.epoch_losses,
                                            "pretrained": str(target)})
         log.info("pretrained backbone + tokenizer: %s (fine-tune with model.backbone.path=%s)", target, target)
     return target

@@ -90,6 +90,9 @@ def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = 
     extra = {"loss": loss} if loss else {}
     if cfg.model.get("verbalizer"):
         extra["verbalizer"] = verbalizer_ids(tokenizer, datamodule.label_space, **plain(cfg.model.verbalizer))
+        # a pair encoding appends [SEP] after the prompt; a {text} template (a chat) ends where the answer starts
+        extra["verbalizer"]["skip_trailing_special"] = not (cfg.model.get("chat") or "{text}" in (cfg.model.get(
+            "prompt") or ""))
     return instantiate(module_cfg, _partial_=True, _convert_="all")(
         backbone=backbone, label_space=datamodule.label_space, **extra)
 

@@ -20,9 +20,11 @@ def few_shot(train: Sequence[Example], names: Sequence[str], shots: int, seed: i
 
 
 def chat_prompt(tokenizer: Any, words: Mapping[str, str], names: Sequence[str], train: Sequence[Example],
-                instruction: str, system: str | None = None, shots: int = 0, seed: int = 0) -> str:
+                instruction: str, system: str | None = None, shots: int = 0, shot_chars: int = 100,
+                seed: int = 0) -> str:
     """A few-shot chat rendered by the tokenizer's chat template, ending where the assistant answers; `{text}`
-    marks where each text goes. `instruction` may use `{labels}` (the label words) and must contain `{text}`."""
+    marks where each text goes. `instruction` may use `{labels}` (the label words) and must contain `{text}`; the
+    shown examples are cut to `shot_chars` characters so that the prompt leaves room for the text."""
     if "{text}" not in instruction:
         raise ValueError("model.chat.instruction must contain {text}")
     if getattr(tokenizer, "chat_template", None) is None:
@@ -31,7 +33,7 @@ def chat_prompt(tokenizer: Any, words: Mapping[str, str], names: Sequence[str], 
     ask = instruction.replace("{labels}", labels)
     messages = [{"role": "system", "content": system}] if system else []
     for ex in few_shot(train, names, shots, seed):
-        messages += [{"role": "user", "content": ask.replace("{text}", ex.text)},
+        messages += [{"role": "user", "content": ask.replace("{text}", ex.text[:shot_chars])},
                      {"role": "assistant", "content": words[ex.label]}]
     messages.append({"role": "user", "content": ask})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

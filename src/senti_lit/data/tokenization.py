@@ -9,6 +9,7 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from senti_lit.utils import resolve_path
 
@@ -20,14 +21,22 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS
 
 def build_tokenizer(
     path: str | None = None, train: dict | None = None, texts: Iterable[str] | None = None,
-    cache_dir: Path | None = None,
+    cache_dir: Path | None = None, trust_remote_code: bool = False,
 ) -> PreTrainedTokenizerBase:
     """`path` (Hub id or local dir) loads a tokenizer; otherwise `train` settings train one on `texts`.
 
     `cache_dir` (the data cache folder of these training texts) keeps a trained tokenizer for the next run.
     """
     if path:
-        return for_classification(AutoTokenizer.from_pretrained(resolve_path(path)))
+        # AutoTokenizer also reads the model's config (to pick a tokenizer class) and would log that config's known
+        # defects (the Chinese GPT2's out-of-vocabulary bos/eos ids), which build_backbone fixes; quiet here only
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve_path(path), trust_remote_code=trust_remote_code)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        return for_classification(tokenizer)
     if train is None or texts is None:
         raise ValueError("model.tokenizer needs either `path` (Hub id or local dir) or `train` settings")
     if cache_dir is None:

@@ -12,17 +12,19 @@ from senti_lit.utils import resolve_path
 log = logging.getLogger(__name__)
 
 
-def align_special_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+def align_special_tokens(config: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> None:
     """The model's pad/bos/eos ids must be the tokenizer's: uer's Chinese GPT2 uses a BERT tokenizer ([CLS]/[SEP],
-    [PAD] = 0) while its config keeps GPT2's 50256, outside its 21128-token vocabulary."""
-    config.pad_token_id = tokenizer.pad_token_id
-    vocab = getattr(config, "vocab_size", None) or len(tokenizer)
+    [PAD] = 0) while its config keeps GPT2's 50256, outside its 21128-token vocabulary. Fixed in the config's dict,
+    before a config object exists (building one with the bad ids logs a warning)."""
+    config["pad_token_id"] = tokenizer.pad_token_id
+    vocab = config.get("vocab_size") or len(tokenizer)
     for name, candidates in (("bos_token_id", ("bos_token_id", "cls_token_id")),
                              ("eos_token_id", ("eos_token_id", "sep_token_id"))):
-        current = getattr(config, name, None)
-        if current is not None and 0 <= current < vocab:
+        current = config.get(name)
+        ids = current if isinstance(current, list) else [current]  # Llama 3 lists several eos ids
+        if current is not None and all(isinstance(i, int) and 0 <= i < vocab for i in ids):
             continue
-        setattr(config, name, first_id(tokenizer, *candidates))
+        config[name] = first_id(tokenizer, *candidates)
 
 
 def four_bit_config():
@@ -68,8 +70,14 @@ def build_backbone(
         raise ValueError(f"model.backbone.lm_head must be null, masked or causal, got {lm_head!r}")
     if path:
         path = resolve_path(path)
-        model_config = AutoConfig.from_pretrained(path)
-        align_special_tokens(model_config, tokenizer)
+        remote = bool(model_kwargs.get("trust_remote_code", False))
+        settings, _ = PretrainedConfig.get_config_dict(path, trust_remote_code=remote)
+        align_special_tokens(settings, tokenizer)
+        if remote or settings.get("model_type") is None:  # remote-code configs are built by their own class
+            model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote, **{
+                k: settings[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+        else:
+            model_config = AutoConfig.for_model(**settings)
         if load_in_4bit:
             model_kwargs["quantization_config"] = four_bit_config()
         model = auto.from_pretrained(path, config=model_config, **model_kwargs)
@@ -86,6 +94,7 @@ def build_backbone(
             raise ValueError(f"{type(model).__name__} does not support gradient checkpointing; set "
                              "model.backbone.gradient_checkpointing=false")
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # a key/value cache is useless in training and conflicts with checkpointing
     return model
 
 

@@ -27,7 +27,9 @@ class FocalLoss(nn.Module):
             bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
             p_true = torch.exp(-bce)
             loss = (1 - p_true) ** self.gamma * bce
-            return (loss * self.weight if self.weight is not None else loss).mean()
+            if self.weight is not None:  # like BCE's pos_weight: the weight scales the positive term only
+                loss = loss * (1 + (self.weight - 1) * target)
+            return loss.mean()
         ce = nn.functional.cross_entropy(logits, target, reduction="none")
         p_true = torch.exp(-ce)
         loss = (1 - p_true) ** self.gamma * ce
@@ -45,6 +47,8 @@ def build_loss(label_space: LabelSpace, name: str = "ce", class_weights: list[fl
     if weight is not None and len(weight) != label_space.num_labels:
         raise ValueError(f"model.loss.class_weights has {len(weight)} values for {label_space.num_labels} labels")
     if name == "focal":
+        if label_smoothing:
+            raise ValueError("model.label_smoothing applies to the ce loss only; set it to 0 with focal")
         return FocalLoss(gamma, weight, label_space.multi_label)
     if name != "ce":
         raise ValueError(f"model.loss.name must be 'ce' or 'focal', got {name!r}")
@@ -119,13 +123,12 @@ class SentimentClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        # prompt tuning prepends virtual tokens: the heads read the text's own positions, which attended to them
+        states = out.logits if isinstance(self.head, VerbalizerHead) else out.last_hidden_state
+        states = states[:, states.size(1) - input_ids.size(1):]
         if isinstance(self.head, VerbalizerHead):
-            return self.head(out.logits, input_ids, attention_mask)
-        hidden = out.last_hidden_state
-        if hidden.size(1) > attention_mask.size(1):  # prompt tuning prepends virtual tokens: they are attended
-            extra = attention_mask.new_ones(attention_mask.size(0), hidden.size(1) - attention_mask.size(1))
-            attention_mask = torch.cat([extra, attention_mask], dim=1)
-        return self.head(hidden, attention_mask)
+            return self.head(states, input_ids, attention_mask)
+        return self.head(states, attention_mask)
 
     def _drop_tokens(self, module: nn.Module, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor | None:
         if not self.training:

@@ -45,17 +45,19 @@ class VerbalizerHead(nn.Module):
     whose next token is the answer (`position: last`, GPT2). No new weights: the pretrained head does the work.
 
     token_ids: one vocabulary id per label (the first token of its word); special_ids: tokens the answer position
-    skips back over at the end of a sequence (a trailing [SEP]).
+    skips back over at the end of a sequence (the [SEP] a pair encoding appends) when `skip_trailing_special`; a
+    `{text}` template ends where the answer starts (e.g. a chat's assistant tag) and is read as it is.
     """
 
     def __init__(self, token_ids: list[int], position: str = "mask", mask_token_id: int | None = None,
-                 special_ids: list[int] | None = None) -> None:
+                 special_ids: list[int] | None = None, skip_trailing_special: bool = True) -> None:
         super().__init__()
         if position not in ("mask", "last"):
             raise ValueError(f"model.verbalizer.position must be 'mask' or 'last', got {position!r}")
         if position == "mask" and mask_token_id is None:
             raise ValueError("a cloze verbalizer needs a tokenizer with a mask token")
         self.position, self.mask_token_id = position, mask_token_id
+        self.skip_trailing_special = skip_trailing_special
         self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
         self.register_buffer("special_ids", torch.tensor(special_ids or [], dtype=torch.long), persistent=False)
 
@@ -64,8 +66,11 @@ class VerbalizerHead(nn.Module):
             is_mask = input_ids == self.mask_token_id
             if not bool(is_mask.any(dim=1).all()):
                 raise ValueError("a text lost its [MASK] (truncated?): the cloze template must follow the text")
-            return is_mask.int().argmax(dim=1)  # the first [MASK] of each row
+            # the last [MASK] of each row: the template's, even if a text holds the string "[MASK]"
+            return is_mask.size(1) - 1 - is_mask.flip(1).int().argmax(dim=1)
         last = mask.sum(dim=1).clamp(min=1) - 1
+        if not self.skip_trailing_special:
+            return last
         rows = torch.arange(input_ids.size(0), device=input_ids.device)
         trailing = torch.isin(input_ids[rows, last], self.special_ids)
         return (last - trailing.long()).clamp(min=0)

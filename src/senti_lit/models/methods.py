@@ -80,4 +80,7 @@ def load_trainable(model: nn.Module, state: dict[str, Any]) -> None:
     if unknown:
         raise KeyError(f"{len(unknown)} saved weights have no place in this model (built differently?): "
                        f"{unknown[:3]}")
+    missing = sorted(name for name, p in own.items() if p.requires_grad and name not in state)
+    if missing:
+        raise KeyError(f"{len(missing)} trainable weights of this model are not in the saved ones: {missing[:3]}")
     model.load_state_dict(state, strict=False)

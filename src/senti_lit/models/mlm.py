@@ -32,6 +32,7 @@ class MaskedLM(L.LightningModule):
         # `cls`, RoBERTa's `lm_head`) apply it to the ~15% masked positions only, not to every position.
         heads = [m for name, m in self.model.named_children() if name != self.model.base_model_prefix]
         self.head = heads[0] if len(heads) == 1 else None
+        self.epoch_losses: list[float] = []  # mean MLM loss per epoch (what pretrain.json reports)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.head is None:
@@ -47,6 +48,11 @@ class MaskedLM(L.LightningModule):
         loss = self.loss(batch)
         self.log("mlm/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch["input_ids"].size(0))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        loss = self.trainer.callback_metrics.get("mlm/loss_epoch")
+        if loss is not None:
+            self.epoch_losses.append(round(float(loss), 4))
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
