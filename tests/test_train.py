@@ -44,8 +44,19 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
     assert {p.parent.name for p in events} == {"fit", "mlm_warmup"}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = EventAccumulator(str(run / "tensorboard" / "fit")).Reload().Tags()["scalars"]
-    assert {"train/loss_step", "val/loss", "val/acc", "val/macro_f1", "lr/decay"} <= set(tags)
+    tags = EventAccumulator(str(run / "tensorboard" / "fit")).Reload().Tags()
+    assert {"train/loss_step", "val/loss", "val/acc", "val/macro_f1", "lr/decay"} <= set(tags["scalars"])
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    metric_names = set()
+    for events in (run / "tensorboard" / "fit").glob("events.*"):
+        for event in EventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    metric_names |= {m.name.tag for m in data.experiment.metric_infos}
+    assert {"test/acc", "best/val/acc"} <= metric_names  # the HPARAMS tab shows final metrics per run
 
 
 def test_same_seed_same_metrics(reviews_dir: Path, tmp_path: Path):

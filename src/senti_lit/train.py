@@ -172,6 +172,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "time/total_seconds": round(time.perf_counter() - start, 1),
         "best_checkpoint": ckpt or None,
     }
+    final = {k: v for k, v in summary.items() if k.startswith(("test/", "best/")) and isinstance(v, float)}
+    for logger in trainer.loggers:  # hparams with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            logger.log_hyperparams(flat_config(cfg), metrics=final)
     if trainer.is_global_zero:
         write_json(out / "metrics.json", summary)
         print_metrics(metrics, title="test metrics (best checkpoint)" if ckpt else "test metrics (final weights)")
