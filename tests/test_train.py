@@ -57,6 +57,8 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
                     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
                     metric_names |= {m.name.tag for m in data.experiment.metric_infos}
     assert {"test/acc", "best/val/acc"} <= metric_names  # the HPARAMS tab shows final metrics per run
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(tags["images"])
+    assert {"val/pr_negative", "val/pr_positive", "test/pr_negative", "test/pr_positive"} <= set(tags["tensors"])
 
 
 def test_same_seed_same_metrics(reviews_dir: Path, tmp_path: Path):

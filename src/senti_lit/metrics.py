@@ -43,3 +43,26 @@ def flatten(values: dict[str, torch.Tensor], labels: LabelSpace, prefix: str) ->
             for label, v in zip(labels.names, value.tolist()):
                 out[f"{prefix}/{name}_{label}"] = float(v)
     return out
+
+
+def confusion_figure(matrix: torch.Tensor, names: tuple[str, ...], title: str):
+    """A confusion-matrix figure (rows: true label, columns: predicted; counts written in the cells)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")  # no display: figures go to TensorBoard
+    from matplotlib import pyplot as plt
+
+    counts = matrix.cpu().numpy()
+    size = max(3.0, 0.5 * len(names) + 1.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(counts, cmap="Blues")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
+    for (row, col), value in np.ndenumerate(counts):
+        ax.text(col, row, str(int(value)), ha="center", va="center",
+                color="white" if value > counts.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    return fig
+

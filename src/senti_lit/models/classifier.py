@@ -9,7 +9,7 @@ from torch import nn
 from transformers import PreTrainedModel, get_scheduler
 
 from senti_lit.data.labels import LabelSpace
-from senti_lit.metrics import build_metrics, flatten
+from senti_lit.metrics import build_metrics, confusion_figure, flatten
 from senti_lit.models.heads import ClassificationHead, VerbalizerHead
 
 
@@ -120,6 +120,7 @@ class SentimentClassifier(L.LightningModule):
             backbone.get_input_embeddings().register_forward_hook(self._drop_tokens)
         metrics = build_metrics(label_space)
         self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone() for _ in range(3))
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
@@ -144,9 +145,13 @@ class SentimentClassifier(L.LightningModule):
         labels = batch["labels"]
         loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
         if self.label_space.multi_label:  # probabilities: torchmetrics only applies sigmoid to out-of-range values
-            self._metrics(stage).update(logits.float().sigmoid(), labels.long())
+            probs = logits.float().sigmoid()
+            self._metrics(stage).update(probs, labels.long())
         else:
+            probs = logits.float().softmax(dim=-1)
             self._metrics(stage).update(logits.float(), labels)
+        if stage in self._outputs:  # for the confusion matrix and PR curves at the epoch's end
+            self._outputs[stage].append((probs.detach().cpu(), labels.detach().cpu()))
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
                  prog_bar=stage != "test", sync_dist=stage != "train")
         return loss
@@ -172,9 +177,29 @@ class SentimentClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
+        self._log_curves("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
+        self._log_curves("test")
+
+    def _log_curves(self, stage: str) -> None:
+        """Confusion-matrix image (single-label) and one PR curve per label, to TensorBoard (this rank's data)."""
+        outputs, self._outputs[stage] = self._outputs[stage], []
+        writer = next((lg.experiment for lg in (self.loggers if self._trainer else [])
+                       if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None)
+        if writer is None or not outputs or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        probs, labels = torch.cat([p for p, _ in outputs]), torch.cat([y for _, y in outputs])
+        names, step = self.label_space.names, self.global_step
+        if not self.label_space.multi_label:
+            matrix = torch.zeros(len(names), len(names), dtype=torch.long)
+            matrix.index_put_((labels, probs.argmax(dim=-1)), torch.ones_like(labels), accumulate=True)
+            writer.add_figure(f"{stage}/confusion_matrix", confusion_figure(matrix, names, f"{stage}, step {step}"),
+                              step)
+            labels = torch.nn.functional.one_hot(labels, len(names))
+        for i, name in enumerate(names):
+            writer.add_pr_curve(f"{stage}/pr_{name}", labels[:, i].bool(), probs[:, i], step)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = weight_decay_groups(self, getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0))
