@@ -41,6 +41,8 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     # peft 0.21 asks transformers 5.2x for `is_gradient_checkpointing`, which transformers deprecates
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
+    # matplotlib (confusion-matrix images) announces its one-time font cache build at warning level
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     # torch's own inductor (model.compile=true) imports its deprecated torch.jit.script_method
     warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*deprecated", category=DeprecationWarning)
     # Encodings live in memory and collation is cheap: worker processes would only add start-up cost on CPU.
