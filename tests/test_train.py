@@ -132,3 +132,21 @@ def test_compiled_model_trains(reviews_dir: Path, tmp_path: Path):
     summary = tiny_run(reviews_dir, tmp_path / "run", "model.compile=true", "trainer.max_epochs=1",
                        "model.mlm_warmup.epochs=0")
     assert 0.0 <= summary["test/acc"] <= 1.0
+
+
+def test_ddp_two_cpu_processes_write_one_run(reviews_dir: Path, tmp_path: Path):
+    common = [f"data.path={reviews_dir}", *TINY_MODEL, "trainer.max_epochs=1", "model.mlm_warmup.epochs=0",
+              f"paths.cache_dir={tmp_path / 'cache'}"]
+    keys = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp", "trainer.devices=2"])):
+        logs = tmp_path / name
+        result = subprocess.run([sys.executable, "-m", "senti_lit.train", *common, *extra, f"paths.log_dir={logs}"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Warning" not in result.stderr + result.stdout
+        runs = list((logs / "train" / "runs").iterdir())
+        assert len(runs) == 1  # the second process reuses rank 0's run directory
+        assert [p.name for p in (runs[0] / "tensorboard").iterdir()] == ["fit"]
+        keys[name] = set(json.loads((runs[0] / "metrics.json").read_text()))
+    assert (runs[0] / "train_ddp_process_1.log").is_file()
+    assert keys["ddp"] == keys["single"]

@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -134,8 +135,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, tokenizer = prepare_data(cfg)
-    write_json(out / "data.json", datamodule.summary())
-    tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
+    if rank_zero_only.rank == 0:  # under DDP every process prepares the same data; one writes the files
+        write_json(out / "data.json", datamodule.summary())
+        tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     prepare_seconds = time.perf_counter() - start
     model = build_classifier(cfg, datamodule, tokenizer, out)
     build_seconds = time.perf_counter() - start - prepare_seconds  # includes the MLM warm-up, when on
