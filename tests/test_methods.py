@@ -237,17 +237,10 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
 
 
 def test_four_bit_loading_says_what_it_needs(local_models: dict[str, Path]):
-    from senti_lit.models.backbone import build_backbone
+    from senti_lit.models.backbone import VocabOnly, build_backbone
 
     with pytest.raises(ValueError, match="load_in_4bit=true needs a CUDA GPU"):
-        build_backbone(VocabOnlyTokenizer(), path=str(local_models["gpt2"]), lm_head="causal", load_in_4bit=True)
-
-
-class VocabOnlyTokenizer:
-    pad_token_id, bos_token_id, eos_token_id, cls_token_id, sep_token_id = 0, None, None, 2, 3
-
-    def __len__(self) -> int:
-        return 300
+        build_backbone(VocabOnly(300), path=str(local_models["gpt2"]), lm_head="causal", load_in_4bit=True)
 
 
 @pytest.mark.parametrize("name", ["bert_lora", "bert_adapter", "gpt2_lora"])
