@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from senti_lit.config import CONFIG_DIR
+from senti_lit.data.cleaning import label_histogram
 from senti_lit.data.prompts import chat_prompt
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
@@ -120,7 +121,7 @@ def verbalizer_ids(tokenizer, label_space, words: dict[str, str], position: str 
 
 def balanced_weights(datamodule) -> list[float]:
     """Inverse label frequency on the training split, mean 1 (multi-label: negatives / positives per label)."""
-    counts = datamodule.summary()["splits"]["train"]["labels"]
+    counts = label_histogram(datamodule.splits["train"])  # the train split only, not the whole summary
     names, n = datamodule.label_space.names, len(datamodule.splits["train"])
     if datamodule.label_space.multi_label:
         return [round((n - counts.get(l, 0)) / max(counts.get(l, 0), 1), 4) for l in names]

@@ -42,7 +42,7 @@ class Layout:
         return self.files.get("all") or self.files["train"]
 
     def describe(self) -> str:
-        return " + ".join(f"{name}" for name in self.files.values())
+        return " + ".join(self.files.values())
 
     def fits(self, path: Path) -> bool:
         """Whether `path` looks like this layout's files: same format and, with a header, the same column names."""
