@@ -1,6 +1,9 @@
-"""Where the Hydra configs live: `conf/` of a source checkout, or `senti_lit/conf` inside an installed wheel."""
+"""Where the Hydra configs live (`conf/` of a source checkout, or `senti_lit/conf` in a wheel) and the resolvers
+they use."""
 from pathlib import Path
+from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 
@@ -23,3 +26,32 @@ def _mkdir(path: str) -> str:
 # `${mkdir:DIR}`: DIR, created if missing (an Optuna sqlite study is opened before any job has made logs/).
 if not OmegaConf.has_resolver("mkdir"):
     OmegaConf.register_new_resolver("mkdir", _mkdir)
+
+
+LAST = Path("checkpoints") / "last.ckpt"  # a run's newest checkpoint, relative to its directory
+
+
+def _task_overrides(overrides: Any) -> list[str]:
+    """A command's overrides without `resume=` itself (it does not change what is trained)."""
+    return sorted(o for o in overrides or [] if not str(o).lstrip("+~").startswith("resume="))
+
+
+def resume_run_dir(runs: str, fresh: str, *, _root_: Any) -> str:
+    """`runs/fresh`, or with `resume=auto` the newest unfinished run in `runs` whose overrides equal this command's."""
+    if _root_.get("resume") != "auto":
+        return f"{runs}/{fresh}"
+    wanted = _task_overrides(OmegaConf.select(_root_, "hydra.overrides.task", default=[]))
+    candidates = []
+    for run in Path(runs).glob("*"):
+        overrides = run / ".hydra" / "overrides.yaml"
+        if not (run / LAST).is_file() or (run / "metrics.json").exists() or not overrides.is_file():
+            continue
+        if _task_overrides(yaml.safe_load(overrides.read_text(encoding="utf-8"))) == wanted:
+            candidates.append(run)
+    if not candidates:
+        return f"{runs}/{fresh}"
+    return str(max(candidates, key=lambda run: (run / LAST).stat().st_mtime))
+
+
+if not OmegaConf.has_resolver("resume_run_dir"):
+    OmegaConf.register_new_resolver("resume_run_dir", resume_run_dir)

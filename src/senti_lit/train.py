@@ -5,8 +5,10 @@ Data flow, top to bottom: data module (read, clean, split) -> tokenizer (loaded,
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
 from senti_lit.models.methods import apply_method
 from senti_lit.models.mlm import MaskedLM, mlm_collator
+from senti_lit.resume import AtomicCheckpointIO, RngState, resume_checkpoint
 from senti_lit.utils import flat_config, parameter_counts, plain, print_metrics, quiet_known_warnings, write_json
 
 log = logging.getLogger(__name__)
@@ -76,10 +79,11 @@ def build_prompt(cfg: DictConfig, datamodule, tokenizer) -> str | None:
     return prompt
 
 
-def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = None):
-    """backbone (+ MLM warm-up on the training texts when configured) -> method -> classifier, from `cfg.model`."""
+def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = None, warmup: bool = True):
+    """backbone (+ MLM warm-up on the training texts when configured and `warmup`) -> method -> classifier, from
+    `cfg.model`."""
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
-    if cfg.model.get("mlm_warmup") and cfg.model.mlm_warmup.epochs > 0:
+    if warmup and cfg.model.get("mlm_warmup") and cfg.model.mlm_warmup.epochs > 0:
         mlm_warmup(backbone, tokenizer, datamodule, cfg, out)
     backbone = apply_method(backbone, **plain(cfg.model.get("method") or {"name": "full"}))
     if cfg.model.get("compile"):
@@ -128,11 +132,27 @@ def balanced_weights(datamodule) -> list[float]:
     return [round(n / (len(names) * max(counts.get(l, 0), 1)), 4) for l in names]
 
 
+def continue_logs(loggers: list) -> None:
+    """Before a resumed fit: TensorBoard appends to its event folder; Lightning's CSV logger would delete the earlier
+    metrics.csv, so the earlier part moves to `<version>-part<k>` first."""
+    for logger in loggers:
+        if isinstance(logger, L.pytorch.loggers.CSVLogger) and Path(logger.log_dir).is_dir():
+            folder = Path(logger.log_dir)
+            k = 1 + sum(1 for _ in folder.parent.glob(f"{folder.name}-part*"))
+            folder.rename(folder.with_name(f"{folder.name}-part{k}"))
+    # the checkpoint folder of a resumed run is not empty, by design
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     quiet_known_warnings()
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
+    if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
+        log.info("resume=auto: %s already finished; its metrics stand", out)
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    ckpt_path = resume_checkpoint(cfg.get("resume"), out)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, tokenizer = prepare_data(cfg)
@@ -140,20 +160,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json(out / "data.json", datamodule.summary())
         tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     prepare_seconds = time.perf_counter() - start
-    model = build_classifier(cfg, datamodule, tokenizer, out)
+    model = build_classifier(cfg, datamodule, tokenizer, out, warmup=ckpt_path is None)  # a checkpoint has it
     build_seconds = time.perf_counter() - start - prepare_seconds  # includes the MLM warm-up, when on
     counts = parameter_counts(model)
     log.info("parameters: %d trainable of %d (%.1f%%)", counts["params/trainable"], counts["params/total"],
              100 * counts["params/trainable_share"])
 
-    callbacks = instantiate_group(cfg.callbacks)
+    callbacks = [*instantiate_group(cfg.callbacks), RngState()]
     loggers = instantiate_group(cfg.logger)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
+        continue_logs(loggers)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
     for logger in trainer.loggers:
         logger.log_hyperparams(flat_config(cfg))
 
     fit_start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - fit_start
     last_monitored = trainer.callback_metrics.get(cfg.monitor.metric)  # trainer.test() clears it
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -174,6 +197,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "time/fit_seconds": round(fit_seconds, 1),
         "time/total_seconds": round(time.perf_counter() - start, 1),
         "best_checkpoint": ckpt or None,
+        "resumed_from": None if ckpt_path is None else str(ckpt_path),
     }
     final = {k: v for k, v in summary.items() if k.startswith(("test/", "best/")) and isinstance(v, float)}
     for logger in trainer.loggers:  # hparams with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs
