@@ -135,7 +135,7 @@ def balanced_weights(datamodule) -> list[float]:
 def continue_logs(loggers: list) -> None:
     """Before a resumed fit: TensorBoard appends to its event folder; Lightning's CSV logger would delete the earlier
     metrics.csv, so the earlier part moves to `<version>-part<k>` first."""
-    for logger in loggers:
+    for logger in loggers if rank_zero_only.rank == 0 else []:
         if isinstance(logger, L.pytorch.loggers.CSVLogger) and Path(logger.log_dir).is_dir():
             folder = Path(logger.log_dir)
             k = 1 + sum(1 for _ in folder.parent.glob(f"{folder.name}-part*"))
