@@ -23,10 +23,16 @@ def texts(n: int, seed: int) -> list[str]:
     return [f"{''.join(rng.choices(FILLER, k=6))}{rng.choice(words)}{i}" for i in range(n)]
 
 
-def write_dataset(name: str, labels: list[str], folder: Path) -> Path:
-    """A small copy of data config `name` in its first published layout (20 rows per label)."""
+def write_dataset(name: str, labels: list[str], folder: Path, knowledge: bool = False) -> Path:
+    """A small copy of data config `name` in its first published layout (20 rows per label), with a
+    knowledge.jsonl explanation per text when asked."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = [(t, labels[i % len(labels)]) for i, t in enumerate(texts(20 * len(labels), seed=len(name)))]
+    if knowledge:  # each explanation names its label, in English or Chinese: masking must cut it
+        words = {"joy": "喜悦", "sadness": "Sorrow"}
+        (folder / "knowledge.jsonl").write_text("".join(
+            json.dumps({"text": t, "knowledge": f"作者的情绪是{words.get(l, l)}，语气平静"}, ensure_ascii=False) + "\n"
+            for t, l in rows), encoding="utf-8")
     if name == "weibo":
         ids = {"negative": 0, "positive": 1}
         (folder / "weibo_senti_100k.csv").write_text(
@@ -66,7 +72,8 @@ def test_experiment_runs_with_fast_dev_run(experiment: str, tiny_models: dict[st
     cfg = compose_train([f"experiment={experiment}"], tmp_path / "probe")
     data_name = Path(cfg.data.path).name if cfg.data.path else "demo"
     labels = list(cfg.data.labels)
-    overrides = [f"experiment={experiment}", f"data.path={write_dataset(data_name, labels, tmp_path / 'data')}",
+    folder = write_dataset(data_name, labels, tmp_path / "data", knowledge=bool(cfg.data.get("knowledge")))
+    overrides = [f"experiment={experiment}", f"data.path={folder}",
                  "debug=fdr", "trainer.accelerator=cpu", "data.max_length=48", "data.batch_size=8"]
     backbone = cfg.model.backbone
     if backbone.path:
@@ -81,3 +88,6 @@ def test_experiment_runs_with_fast_dev_run(experiment: str, tiny_models: dict[st
     assert 0.0 <= summary[metric] <= 1.0
     data = json.loads((tmp_path / "run" / "data.json").read_text())
     assert data["labels"] == labels
+    if cfg.data.get("knowledge"):
+        assert data["knowledge"]["matched"] == sum(s["size"] for s in data["splits"].values())
+        assert data["knowledge"]["masked_words"] == data["knowledge"]["matched"]  # one label word per explanation

@@ -107,3 +107,38 @@ def test_multilabel_metrics_on_known_probabilities():
     assert values["val/acc"] == 1.0 and values["val/micro_f1"] == 1.0 and values["val/f1_b"] == 1.0
     with pytest.raises(TypeError, match="collection of labels"):
         labels.encode("ab")
+
+
+def classifier(labels: LabelSpace, **kwargs) -> SentimentClassifier:
+    return SentimentClassifier(tiny_bert(), labels, optimizer=torch.optim.AdamW, **kwargs)
+
+
+def test_binary_threshold_calls_the_positive_label_only_above_it():
+    probs = torch.tensor([[0.35, 0.65], [0.25, 0.75], [0.9, 0.1]])
+    assert classifier(LabelSpace(("negative", "positive"))).decide(probs).tolist() == [1, 1, 0]  # argmax
+    seed_rule = classifier(LabelSpace(("negative", "positive")), threshold=0.7)  # the mini-BERT seed's rule
+    assert seed_rule.decide(probs).tolist() == [0, 1, 0]
+    # the positive label need not be the second one
+    reversed_space = classifier(LabelSpace(("positive", "negative")), threshold=0.7)
+    assert reversed_space.decide(probs.flip(1)).tolist() == [1, 0, 1]
+    named = classifier(LabelSpace(("bad", "good")), threshold=0.3, positive_label="bad")
+    assert named.decide(probs).tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="3 labels and predicts the likeliest"):
+        classifier(LabelSpace(("a", "b", "c")), threshold=0.5)
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        classifier(LabelSpace(("negative", "positive")), threshold=1.5)
+
+
+def test_multilabel_thresholds_per_label_and_temperature():
+    labels = LabelSpace(("a", "b", "c"), multi_label=True)
+    probs = torch.tensor([[0.6, 0.3, 0.45], [0.4, 0.8, 0.2]])
+    assert classifier(labels).decide(probs).tolist() == [[1, 0, 0], [0, 1, 0]]
+    assert classifier(labels, threshold=[0.7, 0.25, 0.4]).decide(probs).tolist() == [[0, 1, 1], [0, 1, 0]]
+    with pytest.raises(ValueError, match="2 values for 3 labels"):
+        classifier(labels, threshold=[0.5, 0.5])
+    model = classifier(labels)
+    model.temperature.fill_(2.0)
+    logits = torch.tensor([[2.0, -2.0, 0.0]])
+    assert torch.allclose(model.probabilities(logits), torch.sigmoid(logits / 2))
+    state = model.state_dict()
+    assert state["temperature"] == 2.0 and state["thresholds"].tolist() == [0.5] * 3  # saved with the weights

@@ -46,7 +46,6 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_the_same_metrics(reviews
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     [run] = (tmp_path / "logs" / "train" / "runs").iterdir()
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
-    assert not list(run.glob("checkpoints/*.partial"))
 
     resumed = run_train(interrupted, tmp_path)  # the very same command
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -72,7 +71,7 @@ def test_atomic_checkpoint_keeps_the_previous_file_when_a_write_dies(tmp_path: P
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1, "w": torch.ones(3)}, target)
 
-    def dies_half_way(obj, f, *args, **kwargs):
+    def dies_half_way(obj, f, *args, **kwargs):  # noqa: ARG001
         f.write(b"PK\x03\x04 half a checkpoint")
         raise KeyboardInterrupt  # the process is stopped in the middle of the write
 
@@ -81,6 +80,7 @@ def test_atomic_checkpoint_keeps_the_previous_file_when_a_write_dies(tmp_path: P
         io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, target)
     monkeypatch.undo()
     assert torch.load(target, weights_only=True)["step"] == 1  # the complete previous checkpoint
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # the temporary file is gone
     assert resume_checkpoint("auto", tmp_path) == target
 
 

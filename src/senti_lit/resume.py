@@ -4,7 +4,7 @@
 - `hydra.run.dir` resolves (`${resume_run_dir:...}`, in `senti_lit.config`) to the newest earlier run of the same overrides that has a
   `checkpoints/last.ckpt` and no `metrics.json`, so the continued run keeps one directory, one TensorBoard log;
 - `train` fits from that `last.ckpt` (a sweep job re-run with `hydra.sweep.dir=<sweep>` finds its own);
-- checkpoints are written to a temporary file in the same folder and renamed, so a kill during a write never
+- checkpoints are written to a temporary file in the same folder, synced and renamed, so a kill during a write never
   leaves a half-written `last.ckpt` (Lightning's own save stages the file in /tmp and *moves* it, which is a copy
   when /tmp is another file system);
 - the RNG states (Python, numpy, torch) travel in the checkpoint, so dropout and the shuffling of the epochs
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger(__name__)
 
 from senti_lit.config import LAST
+from senti_lit.data.encoding import atomic_write
 
 
 def resume_checkpoint(resume: str | None, output_dir: Path) -> Path | None:
@@ -61,27 +61,13 @@ def _check_complete(path: Path) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to `<name>.partial` beside the target, fsync, then rename over it: the target is always either
+    """torch.save to a temporary file beside the target, fsync, then rename over it: the target is always either
     the previous complete file or the new complete file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if "://" in str(path):  # remote storage: Lightning's fsspec path
+        if "://" in str(path) or storage_options is not None:  # remote storage: Lightning's fsspec path
             return super().save_checkpoint(checkpoint, path, storage_options)
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO does not take storage_options")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        with open(partial, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, target)
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
 
 
 class RngState(Callback):

@@ -21,6 +21,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, label_histogram
 from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_digest, load_pickle, save_pickle,
                                      tokenizer_digest)
+from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example
 from senti_lit.data.splitting import check_no_leakage, published_splits, split, subsample_train
@@ -56,6 +57,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         max_length: tokens per text after truncation (special tokens included).
         length_grouped: batch texts of similar length together in training (less padding, same randomness).
         cache_dir: where read/split examples and token ids are cached; null disables the cache.
+        knowledge: `{path, join, template, mask_labels, synonyms, missing}` for `senti_lit.data.knowledge.Knowledge`:
+            an explanation per text joined to it (null: texts alone).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         length_grouped: bool = True,
         cache_dir: str | None = None,
+        knowledge: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         split = dict(split or {})
@@ -101,6 +105,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.cache_key: str | None = None  # set by prepare_splits when the data can be cached
         self.cache_hits: dict[str, bool] = {}  # stage -> whether it came from the cache (tests, data.json)
         self.subsampled_from: int | None = None
+        self.knowledge = Knowledge(**dict(knowledge)) if knowledge else None
+        self.explanations: dict[str, list[str]] = {}  # per split, aligned with its examples (knowledge only)
+        self.knowledge_report = None
 
     # -- examples -------------------------------------------------------------------------------------------------
     def prepare_splits(self) -> dict[str, list[Example]]:
@@ -119,6 +126,9 @@ class TextClassificationDataModule(L.LightningDataModule):
             if cache is not None:
                 save_pickle(cache, self._snapshot())
         log.info("data: %s", self.clean_report.summary())
+        if self.knowledge is not None:
+            self.splits, self.explanations, self.knowledge_report = self.knowledge.attach(self.splits,
+                                                                                          self.label_space)
         for name, part in self.splits.items():
             log.info("data: %s split: %d examples, labels %s", name, len(part), label_histogram(part))
         return self.splits
@@ -207,10 +217,13 @@ class TextClassificationDataModule(L.LightningDataModule):
             "train_subsampled_from": self.subsampled_from,
             "splits": {name: {"size": len(part), "labels": label_histogram(part)} for name, part in splits.items()},
             "cache": self.cache_hits,
+            "knowledge": vars(self.knowledge_report) if self.knowledge_report else None,
         }
 
     def train_texts(self) -> list[str]:
-        return [ex.text for ex in self.prepare_splits()["train"]]
+        """The training texts (and their explanations, with knowledge): what a from-scratch tokenizer learns."""
+        texts = [ex.text for ex in self.prepare_splits()["train"]]
+        return texts + [k for k in self.explanations.get("train", []) if k]
 
     # -- encodings ------------------------------------------------------------------------------------------------
     def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase, prompt: str | None = None) -> None:
@@ -223,18 +236,25 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.collator = DataCollatorWithPadding(tokenizer)
         folder = self.cache_folder()
         if folder is not None:
-            folder = folder / f"tokens-{digest(tokenizer_digest(tokenizer), self.max_length, prompt)}"
+            knowledge = self.knowledge.key() if self.knowledge else None
+            folder = folder / f"tokens-{digest(tokenizer_digest(tokenizer), self.max_length, prompt, knowledge)}"
         hit = folder is not None and all((folder / f"{name}.npz").is_file() for name in splits)
         for name, examples in splits.items():
             if hit:
                 self.datasets[name] = EncodedDataset.load(folder / f"{name}.npz")
                 continue
-            self.datasets[name] = encode(tokenizer, [ex.text for ex in examples], self._label_array(examples),
-                                         self.max_length, prompt)
+            texts, pairs = self.model_inputs(name)
+            self.datasets[name] = encode(tokenizer, texts, self._label_array(examples), self.max_length, prompt,
+                                         pairs)
             if folder is not None:
                 self.datasets[name].save(folder / f"{name}.npz")
         self.cache_hits["tokens"] = hit
         log.info("data: token ids %s", f"from cache {folder}" if hit else "encoded")
+
+    def model_inputs(self, name: str) -> tuple[list[str], list[str] | None]:
+        """A split's texts as the model reads them: (texts, second segments or None), knowledge joined."""
+        texts = [ex.text for ex in self.splits[name]]
+        return self.knowledge.inputs(texts, self.explanations[name]) if self.knowledge else (texts, None)
 
     def _label_array(self, examples: Sequence[Example]) -> np.ndarray:
         if self.multi_label:

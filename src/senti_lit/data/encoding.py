@@ -53,15 +53,25 @@ class EncodedDataset(Dataset):
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray | None,
-           max_length: int, prompt: str | None = None) -> EncodedDataset:
+           max_length: int, prompt: str | None = None, pairs: Sequence[str] | None = None) -> EncodedDataset:
     """Tokenize `texts` (truncated to `max_length`) chunk by chunk into flat arrays.
 
     `prompt`: a template holding `{text}` (prefix + text + suffix, e.g. a rendered few-shot chat: used verbatim,
     so it carries its own special tokens), or a suffix that follows every text as its second segment (special
-    tokens added as for any pair); either way only the text is truncated."""
+    tokens added as for any pair); either way only the text is truncated. `pairs`: a second segment per text
+    (knowledge), the longer of the two truncated first; not combined with a prompt."""
+    if pairs is not None and prompt:
+        raise ValueError("a model prompt and a second segment per text (data.knowledge.join=pair) do not combine; "
+                         "use data.knowledge.join=template")
     ids_parts, lengths = [], []
     for start in range(0, len(texts), CHUNK):
-        batch = encode_chunk(tokenizer, list(texts[start:start + CHUNK]), max_length, prompt)
+        chunk = list(texts[start:start + CHUNK])
+        if pairs is not None:
+            batch = tokenizer(chunk, list(pairs[start:start + CHUNK]), truncation="longest_first",
+                              max_length=max_length, return_attention_mask=False, return_token_type_ids=False
+                              )["input_ids"]
+        else:
+            batch = encode_chunk(tokenizer, chunk, max_length, prompt)
         sizes = [len(x) for x in batch]
         ids_parts.append(np.fromiter(chain.from_iterable(batch), dtype=np.int32, count=sum(sizes)))
         lengths.extend(sizes)
@@ -121,6 +131,8 @@ def atomic_write(path: Path, write: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

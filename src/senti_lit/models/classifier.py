@@ -57,6 +57,32 @@ def build_loss(label_space: LabelSpace, name: str = "ce", class_weights: list[fl
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
 
+def positive_index(label_space: LabelSpace, positive_label: str | None) -> int:
+    if positive_label is not None:
+        return label_space.id_of(positive_label)
+    return label_space.names.index("positive") if "positive" in label_space.names else 1
+
+
+def decision_thresholds(label_space: LabelSpace, threshold: float | list[float] | None) -> torch.Tensor:
+    """[num_labels] thresholds (multi-label), [1] (binary with a threshold) or [] (argmax)."""
+    if label_space.multi_label:
+        values = [0.5] * label_space.num_labels if threshold is None else threshold
+        if isinstance(values, (int, float)):
+            values = [values] * label_space.num_labels
+        if len(values) != label_space.num_labels:
+            raise ValueError(f"model.threshold has {len(values)} values for {label_space.num_labels} labels "
+                             f"{list(label_space.names)}")
+        return torch.tensor([float(v) for v in values])
+    if threshold is None:
+        return torch.zeros(0)
+    if label_space.num_labels != 2 or not isinstance(threshold, (int, float)):
+        raise ValueError(f"model.threshold={threshold}: a decision threshold applies to binary or multi-label tasks; "
+                         f"this task has {label_space.num_labels} labels and predicts the likeliest (set null)")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"model.threshold must be in (0, 1), got {threshold}")
+    return torch.tensor([float(threshold)])
+
+
 def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only: biases and LayerNorm scales (1-D) are left alone, as in BERT's recipe."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -82,6 +108,11 @@ class SentimentClassifier(L.LightningModule):
             `class_weights: balanced` into inverse-frequency weights from the training split).
         token_dropout: in training, the share of input token embeddings zeroed (whole tokens, not features): a
             regulariser that matters for small from-scratch models, which otherwise overfit within two epochs.
+        threshold: how probabilities become labels. Binary single-label: `positive_label` is predicted when its
+            probability is >= threshold (null: the likelier label). Multi-label: one threshold for every label, or
+            a list with one per label (default 0.5). Multi-class tasks take the likeliest label.
+        positive_label: the label a binary threshold applies to (default: `positive` if it is a label, else the
+            second label).
     """
 
     def __init__(
@@ -95,13 +126,16 @@ class SentimentClassifier(L.LightningModule):
         token_dropout: float = 0.0,
         loss: dict | None = None,
         verbalizer: dict | None = None,
+        threshold: float | list[float] | None = None,
+        positive_label: str | None = None,
     ) -> None:
         super().__init__()
         head = dict(head or {})
         scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
         self.save_hyperparameters(
             {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
-             "token_dropout": token_dropout, "loss": dict(loss or {}), "verbalizer": verbalizer}
+             "token_dropout": token_dropout, "loss": dict(loss or {}), "verbalizer": verbalizer,
+             "threshold": threshold, "positive_label": positive_label}
         )
         self.backbone = backbone
         self.label_space = label_space
@@ -118,6 +152,10 @@ class SentimentClassifier(L.LightningModule):
         self.token_dropout = token_dropout
         if token_dropout > 0:
             backbone.get_input_embeddings().register_forward_hook(self._drop_tokens)
+        self.positive_index = positive_index(label_space, positive_label)
+        # decision thresholds and softmax/sigmoid temperature: buffers, so checkpoints and artifacts carry them
+        self.register_buffer("thresholds", decision_thresholds(label_space, threshold))
+        self.register_buffer("temperature", torch.ones(()))
         metrics = build_metrics(label_space)
         self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone() for _ in range(3))
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
@@ -130,6 +168,20 @@ class SentimentClassifier(L.LightningModule):
         if isinstance(self.head, VerbalizerHead):
             return self.head(states, input_ids, attention_mask)
         return self.head(states, attention_mask)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax (single-label) or per-label sigmoid (multi-label) of the temperature-scaled logits."""
+        scaled = logits.float() / self.temperature
+        return scaled.sigmoid() if self.label_space.multi_label else scaled.softmax(dim=-1)
+
+    def decide(self, probs: torch.Tensor) -> torch.Tensor:
+        """Predicted labels: class ids (single-label) or a 0/1 row per text (multi-label), by the thresholds."""
+        if self.label_space.multi_label:
+            return (probs >= self.thresholds).long()
+        if self.thresholds.numel() == 0:
+            return probs.argmax(dim=-1)
+        positive = probs[:, self.positive_index] >= self.thresholds[0]
+        return torch.where(positive, self.positive_index, 1 - self.positive_index)
 
     def _drop_tokens(self, module: nn.Module, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor | None:
         if not self.training:
@@ -144,12 +196,8 @@ class SentimentClassifier(L.LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
         loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
-        if self.label_space.multi_label:  # probabilities: torchmetrics only applies sigmoid to out-of-range values
-            probs = logits.float().sigmoid()
-            self._metrics(stage).update(probs, labels.long())
-        else:
-            probs = logits.float().softmax(dim=-1)
-            self._metrics(stage).update(logits.float(), labels)
+        probs = self.probabilities(logits)
+        self._metrics(stage).update(self.decide(probs), labels.long())
         if stage in self._outputs:  # for the confusion matrix and PR curves at the epoch's end
             self._outputs[stage].append((probs.detach().cpu(), labels.detach().cpu()))
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
@@ -194,7 +242,7 @@ class SentimentClassifier(L.LightningModule):
         names, step = self.label_space.names, self.global_step
         if not self.label_space.multi_label:
             matrix = torch.zeros(len(names), len(names), dtype=torch.long)
-            matrix.index_put_((labels, probs.argmax(dim=-1)), torch.ones_like(labels), accumulate=True)
+            matrix.index_put_((labels, self.decide(probs).cpu()), torch.ones_like(labels), accumulate=True)
             writer.add_figure(f"{stage}/confusion_matrix", confusion_figure(matrix, names, f"{stage}, step {step}"),
                               step)
             labels = torch.nn.functional.one_hot(labels, len(names))
