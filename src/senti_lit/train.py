@@ -14,12 +14,15 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from senti_lit.artifact import save_artifact
+from senti_lit.calibration import calibrate, collect_logits
 from senti_lit.config import CONFIG_DIR
 from senti_lit.data.cleaning import label_histogram
 from senti_lit.data.prompts import chat_prompt
@@ -180,9 +183,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fit_seconds = time.perf_counter() - fit_start
     last_monitored = trainer.callback_metrics.get(cfg.monitor.metric)  # trainer.test() clears it
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not ckpt:
-        log.info("no best checkpoint (fast_dev_run or checkpointing off): testing the final weights")
-    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
+    if ckpt:  # the best (EMA-averaged, when on) weights; checkpoints hold only tensors and plain values
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    else:
+        log.info("no best checkpoint (fast_dev_run or checkpointing off): calibrating and testing the final weights")
+    calibration = calibrate(model, *collect_logits(model, datamodule.val_dataloader(),
+                                                   trainer.strategy.precision_plugin.forward_context),
+                            **plain(cfg.get("calibrate") or {"temperature": False, "thresholds": False}))
+    trainer.test(model, datamodule=datamodule, verbose=False)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
@@ -198,12 +206,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "time/total_seconds": round(time.perf_counter() - start, 1),
         "best_checkpoint": ckpt or None,
         "resumed_from": None if ckpt_path is None else str(ckpt_path),
+        "calibration": calibration,
     }
     final = {k: v for k, v in summary.items() if k.startswith(("test/", "best/")) and isinstance(v, float)}
     for logger in trainer.loggers:  # hparams with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs
         if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
             logger.log_hyperparams(flat_config(cfg), metrics=final)
     if trainer.is_global_zero:
+        save_artifact(out / "artifact", model, tokenizer, cfg, datamodule.model_settings(), final, calibration,
+                      **plain(cfg.get("artifact") or {}))
         write_json(out / "metrics.json", summary)
         print_metrics(metrics, title="test metrics (best checkpoint)" if ckpt else "test metrics (final weights)")
         log.info("run directory: %s (%.0f s)", out, summary["time/total_seconds"])

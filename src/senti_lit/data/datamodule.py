@@ -101,6 +101,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.label_space: LabelSpace | None = None
         self.clean_report: CleanReport | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.prompt: str | None = None  # the model template the encodings were made with (set_tokenizer)
         self.datasets: dict[str, EncodedDataset] = {}
         self.cache_key: str | None = None  # set by prepare_splits when the data can be cached
         self.cache_hits: dict[str, bool] = {}  # stage -> whether it came from the cache (tests, data.json)
@@ -232,7 +233,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         `prompt` (a model's template, e.g. "总之很[MASK]。") follows every text as its second segment; only the text
         is truncated, so the prompt always survives."""
         splits = self.prepare_splits()
-        self.tokenizer = tokenizer
+        self.tokenizer, self.prompt = tokenizer, prompt
         self.collator = DataCollatorWithPadding(tokenizer)
         folder = self.cache_folder()
         if folder is not None:
@@ -250,6 +251,14 @@ class TextClassificationDataModule(L.LightningDataModule):
                 self.datasets[name].save(folder / f"{name}.npz")
         self.cache_hits["tokens"] = hit
         log.info("data: token ids %s", f"from cache {folder}" if hit else "encoded")
+
+    def model_settings(self) -> dict[str, Any]:
+        """How a text becomes model input, for predicting on new texts: max_length, prompt, knowledge join."""
+        knowledge = None
+        if self.knowledge is not None:
+            words = self.knowledge.label_words(self.label_space) if self.knowledge.mask_labels else []
+            knowledge = {"join": self.knowledge.join, "template": self.knowledge.template, "mask_words": words}
+        return {"max_length": self.max_length, "prompt": self.prompt, "knowledge": knowledge}
 
     def model_inputs(self, name: str) -> tuple[list[str], list[str] | None]:
         """A split's texts as the model reads them: (texts, second segments or None), knowledge joined."""

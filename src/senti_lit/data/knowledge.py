@@ -23,6 +23,27 @@ log = logging.getLogger(__name__)
 POLICIES = ("error", "empty", "drop")
 
 
+def word_pattern(words: list[str]) -> re.Pattern | None:
+    """One case-insensitive pattern for `words` (longest first, so 'joyful' is cut before 'joy')."""
+    return re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
+
+
+def mask(text: str, pattern: re.Pattern | None) -> tuple[str, int]:
+    """`text` with every match of `pattern` cut (and the doubled spaces left behind), and how many were cut."""
+    if pattern is None:
+        return text, 0
+    masked, count = pattern.subn("", text)
+    return re.sub(r"[ \t]{2,}", " ", masked).strip(), count
+
+
+def join_inputs(texts: list[str], explanations: list[str], join: str, template: str
+                ) -> tuple[list[str], list[str] | None]:
+    """What the tokenizer gets: (texts, second segments) for `pair`, (joined strings, None) for `template`."""
+    if join == "pair":
+        return texts, explanations
+    return [template.format(text=t, knowledge=k) for t, k in zip(texts, explanations)], None
+
+
 @dataclass
 class KnowledgeReport:
     matched: int = 0
@@ -86,18 +107,12 @@ class Knowledge:
                              f"{list(labels.names)}")
         return sorted((w for w in words if w.strip()), key=lambda w: (-len(w), w))
 
-    def mask(self, text: str, pattern: re.Pattern | None) -> tuple[str, int]:
-        if pattern is None:
-            return text, 0
-        masked, count = pattern.subn("", text)
-        return re.sub(r"[ \t]{2,}", " ", masked).strip(), count
 
     def attach(self, splits: dict[str, list[Example]], labels: LabelSpace
                ) -> tuple[dict[str, list[Example]], dict[str, list[str]], KnowledgeReport]:
         """(splits without dropped examples, explanations aligned with each split's examples, report)."""
         table, report = self.read(), KnowledgeReport()
-        words = self.label_words(labels) if self.mask_labels else []
-        pattern = re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
+        pattern = word_pattern(self.label_words(labels) if self.mask_labels else [])
         kept_splits, explanations = {}, {}
         for name, examples in splits.items():
             kept, texts = [], []
@@ -113,7 +128,7 @@ class Knowledge:
                     knowledge = ""
                 else:
                     report.matched += 1
-                knowledge, count = self.mask(knowledge, pattern)
+                knowledge, count = mask(knowledge, pattern)
                 report.masked_words += count
                 kept.append(ex)
                 texts.append(knowledge)
@@ -127,10 +142,7 @@ class Knowledge:
         return kept_splits, explanations, report
 
     def inputs(self, texts: list[str], explanations: list[str]) -> tuple[list[str], list[str] | None]:
-        """What the tokenizer gets: (texts, second segments) for `pair`, (joined strings, None) for `template`."""
-        if self.join == "pair":
-            return texts, explanations
-        return [self.template.format(text=t, knowledge=k) for t, k in zip(texts, explanations)], None
+        return join_inputs(texts, explanations, self.join, self.template)
 
     def key(self) -> list:
         """What changes the encodings (part of the token cache key)."""

@@ -11,6 +11,9 @@ from senti_lit.utils import resolve_path
 
 log = logging.getLogger(__name__)
 
+# model.backbone.lm_head -> the transformers auto class that builds the backbone
+AUTO_CLASSES = {None: AutoModel, "masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}
+
 
 def align_special_tokens(config: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> None:
     """The model's pad/bos/eos ids must be the tokenizer's: uer's Chinese GPT2 uses a BERT tokenizer ([CLS]/[SEP],
@@ -65,7 +68,7 @@ def build_backbone(
     `load_in_4bit` loads pretrained weights 4-bit quantized (bitsandbytes, CUDA only), for LLMs with LoRA.
     """
     model_kwargs = dict(model_kwargs or {})
-    auto = {None: AutoModel, "masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}.get(lm_head)
+    auto = AUTO_CLASSES.get(lm_head)
     if auto is None:
         raise ValueError(f"model.backbone.lm_head must be null, masked or causal, got {lm_head!r}")
     if path:

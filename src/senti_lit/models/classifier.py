@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, get_scheduler
 
+from senti_lit.calibration import expected_calibration_error
 from senti_lit.data.labels import LabelSpace
 from senti_lit.metrics import build_metrics, confusion_figure, flatten
 from senti_lit.models.heads import ClassificationHead, VerbalizerHead
@@ -198,8 +199,8 @@ class SentimentClassifier(L.LightningModule):
         loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
         probs = self.probabilities(logits)
         self._metrics(stage).update(self.decide(probs), labels.long())
-        if stage in self._outputs:  # for the confusion matrix and PR curves at the epoch's end
-            self._outputs[stage].append((probs.detach().cpu(), labels.detach().cpu()))
+        if stage in self._outputs:  # for calibration error, confusion matrix and PR curves at the epoch's end
+            self._outputs[stage].append((logits.detach().float().cpu(), labels.detach().cpu()))
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
                  prog_bar=stage != "test", sync_dist=stage != "train")
         return loss
@@ -225,20 +226,32 @@ class SentimentClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
-        self._log_curves("val")
+        self._log_outputs("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
-        self._log_curves("test")
+        self._log_outputs("test")
 
-    def _log_curves(self, stage: str) -> None:
-        """Confusion-matrix image (single-label) and one PR curve per label, to TensorBoard (this rank's data)."""
+    def _log_outputs(self, stage: str) -> None:
+        """Expected calibration error (with the fitted temperature, and without it on test), and to TensorBoard
+        a confusion-matrix image (single-label) and one PR curve per label (this rank's data)."""
         outputs, self._outputs[stage] = self._outputs[stage], []
+        if not outputs:
+            return
+        logits, labels = torch.cat([p for p, _ in outputs]), torch.cat([y for _, y in outputs])
+        probs = self.probabilities(logits.to(self.temperature.device)).cpu()
+        multi = self.label_space.multi_label
+        self.log(f"{stage}/ece", expected_calibration_error(probs, labels, multi), sync_dist=True)
+        if stage == "test":
+            raw = logits.sigmoid() if multi else logits.softmax(dim=-1)
+            self.log("test/ece_uncalibrated", expected_calibration_error(raw, labels, multi), sync_dist=True)
+        self._log_curves(stage, probs, labels)
+
+    def _log_curves(self, stage: str, probs: torch.Tensor, labels: torch.Tensor) -> None:
         writer = next((lg.experiment for lg in (self.loggers if self._trainer else [])
                        if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None)
-        if writer is None or not outputs or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+        if writer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
-        probs, labels = torch.cat([p for p, _ in outputs]), torch.cat([y for _, y in outputs])
         names, step = self.label_space.names, self.global_step
         if not self.label_space.multi_label:
             matrix = torch.zeros(len(names), len(names), dtype=torch.long)

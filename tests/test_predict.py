@@ -1,0 +1,163 @@
+"""Artifacts, prediction (REPL, one text, batch files), calibration and the transformers export."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from senti_lit.artifact import load_artifact, save_artifact
+from senti_lit.calibration import expected_calibration_error, fit_temperature, tune_thresholds
+from senti_lit.export import NotExportable, export_hf
+from senti_lit.predict import Predictor, describe, quote_free_text, read_input
+from senti_lit.train import train
+
+from conftest import TINY_MODEL, compose_train, write_reviews
+from test_methods import classifier, local_models  # noqa: F401  (the fixture)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny from-scratch run (mean pooling, the default model): its run directory."""
+    root = tmp_path_factory.mktemp("trained")
+    reviews = write_reviews(root / "reviews", n_per_label=100)
+    cfg = compose_train([f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=2", "model.mlm_warmup.epochs=0",
+                         "callbacks.rich_progress_bar=null"], root / "run")
+    train(cfg)
+    return root / "run"
+
+
+def run_cli(module: str, *args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_training_writes_a_calibrated_artifact(trained: Path):
+    meta = json.loads((trained / "artifact" / "artifact.json").read_text())
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert meta["labels"]["names"] == ["negative", "positive"] and meta["weights"] == "full"
+    assert meta["decision"]["temperature"] == pytest.approx(metrics["calibration"]["temperature"])
+    assert meta["decision"]["temperature"] != 1.0  # fitted on validation
+    assert {"test/ece", "test/ece_uncalibrated", "test/acc"} <= set(meta["metrics"])
+    assert {p.name for p in (trained / "artifact").iterdir()} == {"artifact.json", "config.yaml", "tokenizer",
+                                                                  "backbone", "model.safetensors"}
+    best = metrics["best_checkpoint"]
+    torch.load(best, weights_only=True)  # checkpoints hold tensors and plain values only
+
+
+def test_artifact_predictions_equal_the_run_and_use_the_threshold(trained: Path):
+    predictor = Predictor.load(trained / "artifact", precision="32")
+    texts = ["这本书很好，推荐", "失望，很差", "一般般吧"]
+    probs = predictor.probabilities(texts)
+    assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+    # one text alone, or in a batch of mixed lengths: the same probabilities (padding does not leak)
+    assert torch.allclose(predictor.probabilities(texts[1:2]), probs[1:2], atol=1e-5)
+    answers = predictor.predict(texts)
+    assert [a["label"] for a in answers] == [predictor.names[int(p.argmax())] for p in probs]
+    positive = probs[:, 1]
+    strict = Predictor.load(trained / "artifact", precision="32", threshold=float(positive.max()) + 1e-4)
+    assert [a["label"] for a in strict.predict(texts)] == ["negative"] * 3  # no text reaches the threshold
+    assert describe(answers[0]).startswith(f"{answers[0]['label']} (confidence ")
+
+
+def test_repl_session_through_stdin(trained: Path):
+    result = run_cli("senti_lit.predict", f"artifact={trained / 'artifact'}",
+                     stdin="这本书很好，推荐\n\n   \n失望，很差\nq\n这行不会被读到\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("senti_lit: labels negative, positive")
+    assert len(lines) == 3  # greeting + two answers: blank lines ignored, nothing after q
+    for line in lines[1:]:
+        assert line.split(" (confidence ")[0] in ("negative", "positive") and line.endswith(")")
+    eof = run_cli("senti_lit.predict", f"artifact={trained / 'artifact'}", stdin="好\n")  # end of input quits
+    assert eof.returncode == 0 and len(eof.stdout.strip().splitlines()) == 2
+
+
+def test_one_text_typed_as_is(trained: Path):
+    result = run_cli("senti_lit.predict", f"artifact={trained / 'artifact'}", "text=还行, 不过 'a\\b' 有点贵", "top_k=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("\n") == 1 and "; then " in result.stdout
+    assert quote_free_text(["text=it's", "top_k=2"]) == ["text='it\\'s'", "top_k=2"]
+
+
+def test_batch_file_with_malformed_rows(trained: Path, tmp_path: Path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "很好，推荐"}\n{"text": 3}\nnot json\n\n{"text": "失望"}\n', encoding="utf-8")
+    result = run_cli("senti_lit.predict", f"artifact={trained / 'artifact'}", f"input={source}",
+                     f"output={tmp_path / 'out.jsonl'}", "batch_size=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 5] and set(rows[0]["probs"]) == {"negative", "positive"}
+    assert "skipped 3 rows: line 2: expected an object with a string 'text'; line 3: not JSON" in result.stderr
+    assert "line 4: empty text" in result.stderr
+    table = tmp_path / "in.csv"
+    table.write_text('id,review\n1,很好\n2,"没有结束的引号\n3,失望\n', encoding="utf-8")
+    read = read_input(table, text_column="review")
+    assert [r[:2] for r in read.rows] == [(2, "很好")]
+    assert read.skipped == [(3, "a quoted field runs from line 3 to 4 (an unclosed quote?)")]
+    with pytest.raises(Exception, match="no 'text' column"):
+        read_input(table)
+
+
+def test_ece_on_a_hand_checked_case():
+    # 4 texts, top-label confidences 0.9, 0.9 (bin 0.867-0.933), 0.6, 0.6 (bin 0.533-0.6); 15 bins
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    labels = torch.tensor([0, 1, 1, 1])
+    # bin of 0.9: accuracy 1/2, confidence 0.9 -> |0.5 - 0.9| * 2/4 = 0.2; bin of 0.6: accuracy 1 -> 0.4 * 2/4 = 0.2
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.4, abs=1e-6)
+    # multi-label: every (text, label) probability is a binary prediction
+    ml = torch.tensor([[0.9, 0.2]])
+    assert expected_calibration_error(ml, torch.tensor([[1, 0]]), multi_label=True) == pytest.approx((0.1 + 0.2) / 2, abs=1e-6)
+
+
+def test_temperature_recovers_the_scale_and_thresholds_maximise_f1():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 3) * 2
+    labels = torch.distributions.Categorical(logits=true_logits).sample()
+    assert fit_temperature(true_logits * 3, labels) == pytest.approx(3.0, rel=0.1)  # over-confident by 3x
+    probs = torch.tensor([[0.9, 0.2], [0.7, 0.3], [0.4, 0.35], [0.2, 0.1]])
+    labels = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]])
+    a, b = tune_thresholds(probs, labels)
+    assert 0.4 < a <= 0.7 and 0.2 < b <= 0.3  # label a: positives above 0.4; label b: 0.3 and 0.35 on
+
+
+ROUND_TRIPS = [("bert_finetune", []), ("bert_lora", []), ("gpt2_lora", []), ("bert_adapter", []), ("bert_cloze", []),
+               ("bert_finetune", ["model/method=prompt_tuning", "model.method.num_virtual_tokens=4"])]
+
+
+@pytest.mark.parametrize("name,extra", ROUND_TRIPS, ids=[n + ("+pt" if e else "") for n, e in ROUND_TRIPS])
+def test_artifact_round_trip_and_export(name: str, extra: list[str], local_models: dict, tmp_path: Path):
+    model, datamodule = classifier(name, local_models, tmp_path, *extra)
+    torch.manual_seed(1)
+    for p in model.parameters():  # "trained" weights: nothing left at its initial value
+        p.data.add_(torch.randn_like(p) * 0.05)
+    model.temperature.fill_(1.7)
+    cfg = compose_train([], tmp_path)  # only for config.yaml; the model's own settings are passed in
+    cfg.model = compose_train(__import__("test_methods").overrides(name, local_models, *extra), tmp_path).model
+    save_artifact(tmp_path / "artifact", model, datamodule.tokenizer, cfg, datamodule.model_settings(), {}, {})
+    loaded, tokenizer, meta = load_artifact(tmp_path / "artifact")
+    batch = next(iter(datamodule.val_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        expected = model.probabilities(model(batch["input_ids"], batch["attention_mask"]))
+        got = loaded.probabilities(loaded(batch["input_ids"], batch["attention_mask"]))
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert float(loaded.temperature) == pytest.approx(1.7)
+
+    texts = [ex.text for ex in datamodule.splits["val"][:8]]
+    if name in ("bert_adapter", "bert_cloze") or extra:
+        with pytest.raises(NotExportable, match="cannot be exported.*senti_lit.predict"):
+            export_hf(tmp_path / "artifact", tmp_path / "hf", texts)
+        return
+    from transformers import pipeline
+
+    exported = export_hf(tmp_path / "artifact", tmp_path / "hf", texts)
+    classify = pipeline("text-classification", model=str(exported), top_k=None, device="cpu")
+    ours = Predictor(loaded, tokenizer, meta, precision="32").predict(texts)
+    for answer, theirs in zip(ours, classify(texts, truncation=True)):
+        scores = {d["label"]: d["score"] for d in theirs}  # labels by name: id2label came along
+        assert scores == pytest.approx(answer["probs"], abs=1e-4)
