@@ -90,6 +90,8 @@ METHODS = [("bert_finetune", []), ("bert_probe", []), ("bert_lora", []), ("bert_
 # 4 virtual tokens in front of a random tiny MLM barely move its word logits at [MASK] (gradient ~1e-4): that
 # combination is checked for the virtual-token offset and the round trip, not for overfitting
 NO_OVERFIT = {("bert_cloze", "model/method=prompt_tuning")}
+# fully fine-tuning the tiny MLM (its tied word embeddings too) at 1e-2 diverges here: loss 0.72 -> 1.75
+LR = {("bert_cloze",): 1e-3}
 
 
 @pytest.mark.parametrize("name,extra", METHODS, ids=[f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in METHODS])
@@ -101,7 +103,7 @@ def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_m
     datamodule.batch_size = 16
     batch = next(iter(datamodule.train_dataloader()))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    optimizer = torch.optim.AdamW(trainable, lr=LR.get((name, *extra), 1e-2))
 
     def eval_loss() -> float:
         model.eval()

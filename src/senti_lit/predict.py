@@ -49,7 +49,7 @@ def bf16_supported(device: str) -> bool:
 class Predictor:
     """A trained classifier from an artifact, with the decision rule and calibration it was saved with."""
 
-    def __init__(self, model, tokenizer, meta: dict[str, Any], device: str = "cpu", precision: str = "auto",
+    def __init__(self, model, tokenizer, meta: dict[str, Any], device: str = "cpu", precision: str = "32",
                  threshold: float | Sequence[float] | None = None) -> None:
         self.model, self.tokenizer, self.meta = model.to(device).eval(), tokenizer, meta
         self.device = device

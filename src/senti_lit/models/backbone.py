@@ -7,6 +7,8 @@ from typing import Any
 from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig,
                           PreTrainedModel, PreTrainedTokenizerBase)
 
+from transformers.utils import logging as hf_logging
+
 from senti_lit.utils import resolve_path
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,29 @@ def first_id(tokenizer: PreTrainedTokenizerBase, *names: str) -> int | None:
     return next((i for i in (getattr(tokenizer, n, None) for n in names) if i is not None), None)
 
 
+def load_pretrained(auto, path: str, config, model_kwargs: dict[str, Any]) -> PreTrainedModel:
+    """`auto.from_pretrained` with its load report turned into our log: checkpoint weights this backbone does not
+    use (BERT's pooler, an LM head) are expected and logged at info; weights the checkpoint lacks are not, and are
+    logged as a warning naming them."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = auto.from_pretrained(path, config=config, output_loading_info=True, **model_kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    unused, missing = sorted(info.get("unexpected_keys", [])), sorted(info.get("missing_keys", []))
+    if unused:
+        log.info("backbone: %d weights of %s not used by %s (e.g. %s)", len(unused), path, type(model).__name__,
+                 ", ".join(unused[:3]))
+    if missing:
+        log.warning("backbone: %d weights of %s are not in %s and start random: %s", len(missing),
+                    type(model).__name__, path, ", ".join(missing[:5]))
+    return model
+
+
 def build_backbone(
     tokenizer: PreTrainedTokenizerBase,
     path: str | None = None,
@@ -83,7 +108,7 @@ def build_backbone(
             model_config = AutoConfig.for_model(**settings)
         if load_in_4bit:
             model_kwargs["quantization_config"] = four_bit_config()
-        model = auto.from_pretrained(path, config=model_config, **model_kwargs)
+        model = load_pretrained(auto, path, model_config, model_kwargs)
         model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage from train mode
     else:
         settings = {"vocab_size": len(tokenizer), **dict(config or {})}
