@@ -41,6 +41,13 @@ def base_config(backbone: torch.nn.Module):
     return inner.config
 
 
+def data_choice() -> str | None:
+    """The `data=` option the run was composed with (None outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+
+
 def save_artifact(folder: Path, model: SentimentClassifier, tokenizer: PreTrainedTokenizerBase, cfg: DictConfig,
                   inputs: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any],
                   weights: str = "full") -> Path:
@@ -66,6 +73,7 @@ def save_artifact(folder: Path, model: SentimentClassifier, tokenizer: PreTraine
                      "model_kwargs": plain(cfg.model.backbone.get("model_kwargs")) or {}},
         "method": plain(cfg.model.get("method")) or {"name": "full"},
         "inputs": inputs,
+        "data": {"name": data_choice(), "path": cfg.data.get("path")},
         "weights": weights,
         "metrics": metrics,
         "calibration": calibration,

@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification
 
 from senti_lit.artifact import base_config, load_artifact
 from senti_lit.config import CONFIG_DIR
-from senti_lit.models.heads import VerbalizerHead
+from senti_lit.models.heads import OneVsRestHead, VerbalizerHead
 from senti_lit.models.methods import merge_lora
 from senti_lit.utils import quiet_known_warnings, write_json
 
@@ -45,6 +45,8 @@ def check_exportable(model, meta: dict) -> None:
         why = "its bottleneck adapters are senti_lit modules inside each transformer block"
     elif meta["method"].get("name") == "prompt_tuning":
         why = "prompt tuning prepends learned virtual tokens, which transformers models do not have"
+    elif isinstance(model.head, OneVsRestHead):
+        why = "its one-vs-rest head (a hidden layer per label) is no transformers classification head"
     elif meta["inputs"].get("knowledge"):
         why = "it reads an explanation joined to each text, which a text-classification pipeline cannot supply"
     elif model.head.pooling not in ("cls", "last"):

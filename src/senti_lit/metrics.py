@@ -6,6 +6,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
+    MultilabelAccuracy,
     MultilabelExactMatch,
     MultilabelF1Score,
     MultilabelHammingDistance,
@@ -15,12 +16,14 @@ from senti_lit.data.labels import LabelSpace
 
 
 def build_metrics(labels: LabelSpace) -> MetricCollection:
-    """acc, macro_f1 and per-class f1 (single-label); multi-label: acc = subset accuracy (every label right),
-    hamming, micro/macro/per-label f1. Multi-label metrics take probabilities."""
+    """acc, macro_f1 and per-class f1 (single-label). Multi-label, the 8-label seed's four metrics and more: acc =
+    subset (exact-match) accuracy, label_acc = label-wise ("one-hot") accuracy over every (text, label) cell,
+    micro_f1, macro_f1, plus hamming loss and per-label f1. Multi-label metrics take 0/1 decisions."""
     n = labels.num_labels
     if labels.multi_label:
         return MetricCollection({
             "acc": MultilabelExactMatch(num_labels=n),
+            "label_acc": MultilabelAccuracy(num_labels=n, average="micro"),
             "hamming": MultilabelHammingDistance(num_labels=n),
             "micro_f1": MultilabelF1Score(num_labels=n, average="micro"),
             "macro_f1": MultilabelF1Score(num_labels=n, average="macro"),

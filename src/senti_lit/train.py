@@ -27,6 +27,7 @@ from senti_lit.config import CONFIG_DIR
 from senti_lit.data.cleaning import label_histogram
 from senti_lit.data.prompts import chat_prompt
 from senti_lit.data.tokenization import build_tokenizer
+from senti_lit.data.vocabulary import add_whole_words, init_whole_words
 from senti_lit.models.backbone import build_backbone
 from senti_lit.models.methods import apply_method
 from senti_lit.models.mlm import MaskedLM, mlm_collator
@@ -67,6 +68,7 @@ def prepare_data(cfg: DictConfig):
     datamodule.prepare_splits()
     tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=datamodule.train_texts(),
                                 cache_dir=datamodule.cache_folder())
+    datamodule.added_words = add_whole_words(tokenizer, datamodule.keep_whole)
     datamodule.set_tokenizer(tokenizer, prompt=build_prompt(cfg, datamodule, tokenizer))
     return datamodule, tokenizer
 
@@ -86,6 +88,7 @@ def build_classifier(cfg: DictConfig, datamodule, tokenizer, out: Path | None = 
     """backbone (+ MLM warm-up on the training texts when configured and `warmup`) -> method -> classifier, from
     `cfg.model`."""
     backbone = build_backbone(tokenizer, **cfg.model.backbone)
+    init_whole_words(backbone, tokenizer, datamodule.added_words)
     if warmup and cfg.model.get("mlm_warmup") and cfg.model.mlm_warmup.epochs > 0:
         mlm_warmup(backbone, tokenizer, datamodule, cfg, out)
     backbone = apply_method(backbone, **plain(cfg.model.get("method") or {"name": "full"}))
@@ -159,6 +162,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, tokenizer = prepare_data(cfg)
+    if datamodule.added_words and (cfg.get("artifact") or {}).get("weights") == "trainable":
+        raise ValueError("data.tokenizer.keep_whole grew the embeddings, which artifact.weights=trainable does not "
+                         "store (it reloads the base model): use artifact.weights=full")
     if rank_zero_only.rank == 0:  # under DDP every process prepares the same data; one writes the files
         write_json(out / "data.json", datamodule.summary())
         tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it

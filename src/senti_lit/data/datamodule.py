@@ -23,8 +23,9 @@ from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_diges
                                      tokenizer_digest)
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.sources import DataError, Example
+from senti_lit.data.sources import DataError, Example, TableSource
 from senti_lit.data.splitting import check_no_leakage, published_splits, split, subsample_train
+from senti_lit.data.vocabulary import read_words
 from senti_lit.utils import plain
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ class TextClassificationDataModule(L.LightningDataModule):
         cache_dir: where read/split examples and token ids are cached; null disables the cache.
         knowledge: `{path, join, template, mask_labels, synonyms, missing}` for `senti_lit.data.knowledge.Knowledge`:
             an explanation per text joined to it (null: texts alone).
+        augment: `{path, text_column, label_column}`: extra labelled texts (e.g. `senti_lit.augment`'s
+            synthetic.csv) added to the training split only, after any subsampling; texts already in a split are
+            dropped and counted.
+        tokenizer: `{keep_whole: [words] | file}`: words the tokenizer keeps as single tokens (train.py adds them
+            and grows the model's embeddings).
     """
 
     def __init__(
@@ -79,6 +85,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         length_grouped: bool = True,
         cache_dir: str | None = None,
         knowledge: Mapping[str, Any] | None = None,
+        augment: Mapping[str, Any] | None = None,
+        tokenizer: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         split = dict(split or {})
@@ -109,6 +117,12 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.knowledge = Knowledge(**dict(knowledge)) if knowledge else None
         self.explanations: dict[str, list[str]] = {}  # per split, aligned with its examples (knowledge only)
         self.knowledge_report = None
+        self.augment = dict(augment) if augment and augment.get("path") else None
+        if self.augment and multi_label:
+            raise ValueError("data.augment adds single-label texts; this dataset is multi-label")
+        self.augment_report: dict[str, Any] | None = None
+        self.keep_whole = read_words((tokenizer or {}).get("keep_whole"))
+        self.added_words: dict[str, list[int]] = {}  # set by train.prepare_data: {word: its former token ids}
 
     # -- examples -------------------------------------------------------------------------------------------------
     def prepare_splits(self) -> dict[str, list[Example]]:
@@ -156,8 +170,32 @@ class TextClassificationDataModule(L.LightningDataModule):
             splits["train"] = subsample_train(splits["train"], self.limit_train, self.per_label, self.split_seed,
                                               self.multi_label)
             log.info("data: train subsampled from %d to %d examples", self.subsampled_from, len(splits["train"]))
+        if self.augment:
+            splits["train"] = splits["train"] + self._augmentation(splits)
         check_no_leakage(splits)
         self.splits = splits
+
+    def _augmentation(self, splits: dict[str, list[Example]]) -> list[Example]:
+        """The augmentation file's rows that are new to every split, labels checked against the label space."""
+        spec = self.augment
+        source = TableSource(spec["path"], text_column=spec.get("text_column", "text"),
+                             label_column=spec.get("label_column", "label"))
+        rows, _ = clean(source.read(), self.normalizer, self.aliases)
+        seen = {ex.text for part in splits.values() for ex in part}
+        added = []
+        for ex in rows:
+            try:
+                self.label_space.encode(ex.label)
+            except KeyError as e:
+                raise DataError(f"{ex.origin}: {e.args[0]}; data.augment rows must use this dataset's labels "
+                                f"{list(self.label_space.names)}") from None
+            if ex.text not in seen:
+                added.append(Example(ex.text, ex.label, ex.origin, "train"))
+        self.augment_report = {"path": str(spec["path"]), "rows": len(rows), "added_to_train": len(added),
+                               "already_in_data": len(rows) - len(added)}
+        log.info("data: augmentation %s: %d rows, %d added to train, %d already in the data", spec["path"],
+                 len(rows), len(added), len(rows) - len(added))
+        return added
 
     def _label_space(self, examples: list[Example]) -> LabelSpace:
         if self.labels:
@@ -177,8 +215,10 @@ class TextClassificationDataModule(L.LightningDataModule):
             return None
         # the path stays in the key: the same file read as a folder's train split or alone splits differently
         where = str(Path(self.path).resolve()) if self.path else None
-        self.cache_key = digest(describe_factory(self.source_factory), where, files_digest(paths), self.labels, self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
-                                self.split_seed, self.limit_train, self.per_label)
+        augment = [self.augment, files_digest([Path(self.augment["path"])])] if self.augment else None
+        self.cache_key = digest(describe_factory(self.source_factory), where, files_digest(paths), self.labels,
+                                self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
+                                self.split_seed, self.limit_train, self.per_label, augment)
         return self.cache_dir / self.cache_key / "examples.pkl"
 
     def cache_folder(self) -> Path | None:
@@ -189,7 +229,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         columns = {name: ([ex.text for ex in part], [ex.label for ex in part], [ex.origin for ex in part])
                    for name, part in self.splits.items()}
         return {"splits": columns, "report": vars(self.clean_report), "labels": self.label_space.to_dict(),
-                "subsampled_from": self.subsampled_from, "source": repr(self.source)}
+                "subsampled_from": self.subsampled_from, "source": repr(self.source),
+                "augment": self.augment_report}
 
     def _restore(self, snap: dict[str, Any]) -> None:
         self.splits = {name: [Example(t, l, o, name) for t, l, o in zip(*columns)]
@@ -198,6 +239,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.label_space = LabelSpace.from_dict(snap["labels"])
         self.subsampled_from = snap["subsampled_from"]
         self.source_description = snap["source"]
+        self.augment_report = snap.get("augment")
 
     def summary(self) -> dict[str, Any]:
         """Rows read / kept / dropped by reason, split sizes and label histogram per split (saved with the run)."""
@@ -219,6 +261,8 @@ class TextClassificationDataModule(L.LightningDataModule):
             "splits": {name: {"size": len(part), "labels": label_histogram(part)} for name, part in splits.items()},
             "cache": self.cache_hits,
             "knowledge": vars(self.knowledge_report) if self.knowledge_report else None,
+            "augment": self.augment_report,
+            "keep_whole_added": list(self.added_words),
         }
 
     def train_texts(self) -> list[str]:

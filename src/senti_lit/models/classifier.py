@@ -11,7 +11,9 @@ from transformers import PreTrainedModel, get_scheduler
 from senti_lit.calibration import expected_calibration_error
 from senti_lit.data.labels import LabelSpace
 from senti_lit.metrics import build_metrics, confusion_figure, flatten
-from senti_lit.models.heads import ClassificationHead, VerbalizerHead
+from senti_lit.models.heads import ClassificationHead, OneVsRestHead, VerbalizerHead
+
+MULTILABEL = ("sigmoid", "one_vs_rest")
 
 
 class FocalLoss(nn.Module):
@@ -114,6 +116,8 @@ class SentimentClassifier(L.LightningModule):
             a list with one per label (default 0.5). Multi-class tasks take the likeliest label.
         positive_label: the label a binary threshold applies to (default: `positive` if it is a label, else the
             second label).
+        multilabel: multi-label strategy: `sigmoid` (one linear head, a sigmoid per label) or `one_vs_rest`
+            (`OneVsRestHead`: an independent binary classifier per label on the shared encoder).
     """
 
     def __init__(
@@ -129,14 +133,20 @@ class SentimentClassifier(L.LightningModule):
         verbalizer: dict | None = None,
         threshold: float | list[float] | None = None,
         positive_label: str | None = None,
+        multilabel: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if multilabel not in MULTILABEL:
+            raise ValueError(f"model.multilabel must be one of {MULTILABEL}, got {multilabel!r}")
+        if multilabel == "one_vs_rest" and (verbalizer or not label_space.multi_label):
+            raise ValueError("model.multilabel=one_vs_rest needs multi-label data (data.multi_label=true) and a "
+                             "classification head (no verbalizer)")
         head = dict(head or {})
         scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
         self.save_hyperparameters(
             {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
              "token_dropout": token_dropout, "loss": dict(loss or {}), "verbalizer": verbalizer,
-             "threshold": threshold, "positive_label": positive_label}
+             "threshold": threshold, "positive_label": positive_label, "multilabel": multilabel}
         )
         self.backbone = backbone
         self.label_space = label_space
@@ -145,6 +155,8 @@ class SentimentClassifier(L.LightningModule):
                 raise ValueError(f"the verbalizer has {len(verbalizer['token_ids'])} words for "
                                  f"{label_space.num_labels} labels")
             self.head: nn.Module = VerbalizerHead(**verbalizer)
+        elif multilabel == "one_vs_rest":
+            self.head = OneVsRestHead(backbone.config.hidden_size, label_space.num_labels, **head)
         else:
             self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
         self.optimizer_factory = optimizer

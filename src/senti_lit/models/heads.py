@@ -39,6 +39,31 @@ class ClassificationHead(nn.Module):
         return self.out(self.dropout(pool(hidden, mask, self.pooling)))
 
 
+class OneVsRestHead(nn.Module):
+    """One binary classifier per label on the shared pooled text (the 8-label seed's one-vs-rest strategy, in one
+    run): each has its own hidden layer and a 2-way output. A label's logit is its classifier's positive-minus-
+    negative score, so sigmoid(logit) is exactly that classifier's softmax probability and BCE on it its
+    cross-entropy: loss, thresholds, calibration and metrics are the sigmoid head's."""
+
+    def __init__(self, hidden_size: int, num_labels: int, pooling: str = "cls", dropout: float = 0.1,
+                 hidden: int | None = None) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"model.head.pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        width = 2 * hidden_size if pooling == "cls_mean" else hidden_size
+        hidden = hidden or hidden_size
+        self.classifiers = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.Tanh(), nn.Dropout(dropout),
+                          nn.Linear(hidden, 2))
+            for _ in range(num_labels))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = pool(hidden, mask, self.pooling)
+        scores = torch.stack([classifier(pooled) for classifier in self.classifiers], dim=1)  # (B, labels, 2)
+        return scores[..., 1] - scores[..., 0]
+
+
 class VerbalizerHead(nn.Module):
     """Classification by a language model's own vocabulary: the class scores are the LM logits of each label's
     word at the answer position: the [MASK] of a cloze template (`position: mask`, BERT), or the last prompt token,
