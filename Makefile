@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install train test test-slow test-all bench-data tensorboard clean
+.PHONY: install train test test-slow test-all bench bench-data tensorboard clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test-slow: install
 
 test-all: install
 	$(BIN)/python -m pytest -m '' $(ARGS)
+
+BENCH ?= quick
+bench: install  ## accuracy rows on ../shared/data -> benchmarks/results/results.csv + BENCHMARKS.md (BENCH=full: all seeds, full data)
+	$(BIN)/python benchmarks/bench.py --mode $(BENCH) $(ARGS)
 
 bench-data: install  ## readers over ../shared/data + the data pipeline at 120k-1M rows -> benchmarks/data_results.md
 	$(BIN)/python benchmarks/data_bench.py --out benchmarks/data_results.md $(ARGS)

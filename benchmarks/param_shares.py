@@ -1,9 +1,15 @@
 """Trainable / total parameters of every pretrained-backbone model config at its real size (the architecture built
-from its config with random weights: nothing is downloaded). `python benchmarks/param_shares.py`"""
+from its config with random weights: nothing is downloaded), and what a run stores: the artifact's
+`trainable.safetensors` (artifact.weights=trainable: head + LoRA/adapters) and `model.safetensors` (full), fp32.
+`python benchmarks/param_shares.py --out benchmarks/param_results.md`"""
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 from pathlib import Path
+
+from safetensors.torch import save_file, save_model
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -14,15 +20,27 @@ from senti_lit.config import CONFIG_DIR  # noqa: E402
 from senti_lit.data.labels import LabelSpace  # noqa: E402
 from senti_lit.models.backbone import VocabOnly, build_backbone  # noqa: E402
 from senti_lit.models.classifier import SentimentClassifier  # noqa: E402
-from senti_lit.models.methods import apply_method  # noqa: E402
+from senti_lit.models.methods import apply_method, trainable_state_dict  # noqa: E402
 from senti_lit.utils import parameter_counts, plain  # noqa: E402
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
-          "minilm", "llm_lora"]
+          "minilm", "e5_small", "llm_lora"]
+
+
+def megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 2**20:.1f}"
 
 
 def main() -> None:
-    print("| model | trainable | total | share |\n|---|---|---|---|")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    lines = ["Real-size architectures from their configs (random weights), a binary head; sizes of the fp32 "
+             "safetensors files a run's artifact holds (`python benchmarks/param_shares.py`).", "",
+             "| model | trainable | total | share | trainable.safetensors (MB) | model.safetensors (MB) |",
+             "|---|---|---|---|---|---|"]
+    print("\n".join(lines))
+    folder = Path(tempfile.mkdtemp(prefix="param_shares_"))
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for name in MODELS:
             cfg = compose("train", overrides=[f"model={name}", "paths.output_dir=/tmp"]).model
@@ -32,8 +50,15 @@ def main() -> None:
             model = SentimentClassifier(backbone, LabelSpace(("negative", "positive")), optimizer=torch.optim.AdamW,
                                         head=plain(cfg.head))
             c = parameter_counts(model)
-            print(f"| `{name}` | {c['params/trainable']:,} | {c['params/total']:,} | "
-                  f"{100 * c['params/trainable_share']:.2f}% |")
+            save_file({k: v.detach().contiguous() for k, v in trainable_state_dict(model).items()},
+                      str(folder / "trainable.safetensors"))
+            save_model(model, str(folder / "model.safetensors"))
+            lines.append(f"| `{name}` | {c['params/trainable']:,} | {c['params/total']:,} | "
+                         f"{100 * c['params/trainable_share']:.2f}% | {megabytes(folder / 'trainable.safetensors')} | "
+                         f"{megabytes(folder / 'model.safetensors')} |")
+            print(lines[-1])
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ def read_words(spec: str | Sequence[str] | None) -> list[str]:
 
 def add_whole_words(tokenizer: PreTrainedTokenizerBase, words: Sequence[str]) -> dict[str, list[int]]:
     """Add `words` that are not single tokens yet; {added word: the token ids it was split into before}."""
+    if not words:
+        return {}
     pieces: dict[str, list[int]] = {}
     for word in words:
         ids = tokenizer(word, add_special_tokens=False)["input_ids"]

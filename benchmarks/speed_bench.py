@@ -1,0 +1,155 @@
+"""Training speed: `senti_lit.train` vs a plain `transformers.Trainer` (benchmarks/trainer_baseline.py) on the same
+model, texts, max_length, batch size, epochs, learning rate and warm-up, in one command (same machine, same minutes).
+
+    python benchmarks/speed_bench.py --model e5 --limit-train 1500 --epochs 2
+    python benchmarks/speed_bench.py --model mini_bert --epochs 1
+
+Jobs, each a fresh process, one after another:
+  trainer_default    the Trainer as run_classification.py runs it: every text padded to max_length, fp32
+  trainer_best       the Trainer at its best: dynamic padding, group_by_length, bf16
+  senti_lit          python -m senti_lit.train (dynamic padding, length-grouped batches, bf16-mixed: the defaults)
+  senti_lit -length  the same with data.length_grouped=false (ablation)
+  senti_lit -bf16    the same with trainer.precision=32-true (ablation)
+samples/s = training examples x epochs / training wall time (the Trainer's train(), senti_lit's fit: validation
+is off on both sides so that only training is timed). Test accuracy on the same test split shows the speed is
+not bought with accuracy. Writes benchmarks/speed_results_<model>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+DATA = {"e5": ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv"],
+        "mini_bert": []}  # mini_bert: the default job's data (demo)
+MODEL = {"e5": ["model=e5_small", "model.backbone.path={e5}"], "mini_bert": ["model.mlm_warmup.epochs=0"]}
+
+
+def common(args: argparse.Namespace) -> list[str]:
+    """Settings both sides share, as senti_lit overrides."""
+    fill = {"data": args.data, "e5": args.e5}
+    return ([a.format(**fill) for a in DATA[args.model] + MODEL[args.model]] +
+            [f"data.limit_train={args.limit_train}" if args.limit_train else "data.limit_train=null",
+             f"data.max_length={args.max_length}", f"data.batch_size={args.batch_size}",
+             f"trainer.max_epochs={args.epochs}", f"model.optimizer.lr={args.lr}", "model.optimizer.weight_decay=0.01",
+             "model.scheduler.warmup_ratio=0.1"])
+
+
+def prepare(args: argparse.Namespace, folder: Path) -> tuple[Path, Path, str]:
+    """senti_lit's own split, written as train/test CSVs (label = class id) for the Trainer; the model dir the
+    Trainer loads (mini_bert: a fresh model from the config, with the tokenizer senti_lit trains on this split)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from senti_lit.config import CONFIG_DIR
+    from senti_lit.train import build_classifier, prepare_data
+
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=common(args))
+    datamodule, tokenizer = prepare_data(cfg)
+    space = datamodule.label_space
+    paths = []
+    for name in ("train", "test"):
+        path = folder / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows([ex.text, space.id_of(ex.label)] for ex in datamodule.splits[name])
+        paths.append(path)
+    if args.model == "e5":
+        return paths[0], paths[1], str(args.e5)
+    # the same architecture as senti_lit's mini_bert, as a transformers sequence classifier
+    from transformers import AutoModelForSequenceClassification
+
+    backbone = build_classifier(cfg, datamodule, tokenizer, warmup=False).backbone
+    config = type(backbone.config).from_dict({**backbone.config.to_dict(), "num_labels": space.num_labels})
+    model_dir = folder / "mini_bert"
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return paths[0], paths[1], str(model_dir)
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return done
+
+
+def trainer_job(args, train: Path, test: Path, model: str, best: bool) -> dict:
+    command = [sys.executable, str(HERE / "trainer_baseline.py"), "--train", str(train), "--test", str(test),
+               "--model", model, "--epochs", str(args.epochs), "--max-length", str(args.max_length),
+               "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+    command += ["--padding", "dynamic", "--group-by-length", "--bf16"] if best else ["--padding", "max_length"]
+    result = json.loads(run(command).stdout.strip().splitlines()[-1])
+    result["command"] = "python benchmarks/trainer_baseline.py " + " ".join(command[2:])
+    return result
+
+
+def senti_job(args, folder: Path, name: str, extra: list[str]) -> dict:
+    run_dir = folder / name.replace(" ", "_")
+    overrides = [*common(args), "callbacks=none", "+trainer.limit_val_batches=0", "calibrate.temperature=false",
+                 "calibrate.thresholds=false", "+trainer.enable_progress_bar=false", *extra]
+    run([sys.executable, "-m", "senti_lit.train", *overrides, f"hydra.run.dir={run_dir}"])
+    summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    train_rows = json.loads((run_dir / "data.json").read_text(encoding="utf-8"))["splits"]["train"]["size"]
+    return {"samples_per_s": round(train_rows * args.epochs / summary["time/fit_seconds"], 2),
+            "fit_seconds": summary["time/fit_seconds"], "test/acc": round(summary["test/acc"], 4),
+            "test/macro_f1": round(summary["test/macro_f1"], 4),
+            "command": "python -m senti_lit.train " + " ".join(overrides)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODEL), default="e5")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small")
+    parser.add_argument("--limit-train", type=int, default=0, help="train on this many examples (0: all)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    args.data, args.e5 = args.data.resolve(), args.e5.resolve()
+    os.chdir(ROOT)  # relative paths (data cache, logs) as for `make bench`
+    folder = Path(tempfile.mkdtemp(prefix=f"speed_{args.model}_"))
+    train, test, model = prepare(args, folder)
+    jobs = {}
+    jobs["trainer_default"] = trainer_job(args, train, test, model, best=False)
+    jobs["trainer_best"] = trainer_job(args, train, test, model, best=True)
+    jobs["senti_lit"] = senti_job(args, folder, "senti_lit", [])
+    jobs["senti_lit -length"] = senti_job(args, folder, "senti_lit -length", ["data.length_grouped=false"])
+    jobs["senti_lit -bf16"] = senti_job(args, folder, "senti_lit -bf16", ["trainer.precision=32-true"])
+    for name, job in jobs.items():
+        print(name, {k: v for k, v in job.items() if k != "command"})
+    write(args, jobs, args.out or HERE / f"speed_results_{args.model}.md")
+
+
+def write(args, jobs: dict[str, dict], out: Path) -> None:
+    base, best = jobs["trainer_default"]["samples_per_s"], jobs["trainer_best"]["samples_per_s"]
+    lines = [f"Training speed, {args.model}, {jobs['senti_lit']['command'].split('data.limit_train=')[1].split()[0]}"
+             f" training examples (limit), {args.epochs} epoch(s), max_length {args.max_length}, batch {args.batch_size},"
+             f" lr {args.lr}, 2 CPU cores; one command: `python benchmarks/speed_bench.py --model {args.model}"
+             f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}`.", "",
+             "| job | samples/s | × Trainer (run_classification style) | × Trainer at its best | test acc | test macro-F1 |",
+             "|---|---|---|---|---|---|"]
+    for name, job in jobs.items():
+        lines.append(f"| {name} | {job['samples_per_s']:.1f} | {job['samples_per_s'] / base:.2f} | "
+                     f"{job['samples_per_s'] / best:.2f} | {job['test/acc']:.4f} | {job['test/macro_f1']:.4f} |")
+    lines += ["", "Commands:", ""] + [f"- {name}: `{job['command']}`" for name, job in jobs.items()]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
