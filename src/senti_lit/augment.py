@@ -28,12 +28,13 @@ from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, 
 from senti_lit.config import CONFIG_DIR
 from senti_lit.data.cleaning import TextNormalizer
 from senti_lit.data.tokenization import build_tokenizer
+from senti_lit.models.optim import FusedClipping, can_fuse
 from senti_lit.utils import plain, quiet_known_warnings, resolve_path, write_json
 
 log = logging.getLogger(__name__)
 
 
-class CausalLMTuner(L.LightningModule):
+class CausalLMTuner(FusedClipping, L.LightningModule):
     """Next-token loss on the label-prefixed training texts (padding ignored)."""
 
     def __init__(self, lm: torch.nn.Module, lr: float, warmup_ratio: float) -> None:
@@ -46,7 +47,7 @@ class CausalLMTuner(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.lm.parameters(), lr=self.lr, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(self.lm.parameters(), lr=self.lr, weight_decay=0.01, fused=can_fuse(self.trainer))
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_scheduler("linear", optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -55,3 +55,18 @@ def resume_run_dir(runs: str, fresh: str, *, _root_: Any) -> str:
 
 if not OmegaConf.has_resolver("resume_run_dir"):
     OmegaConf.register_new_resolver("resume_run_dir", resume_run_dir)
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """`${auto_precision:${.accelerator}}`: bf16-mixed on CUDA GPUs that have it, else 32-true. On this 2-core
+    avx512_bf16 CPU, bf16 matmuls run 1.4-1.7x slower than fp32 and training with bf16-mixed is slower for every
+    model we benchmark (benchmarks/NOTES.md); CPUs with AMX tiles may differ: set trainer.precision=bf16-mixed."""
+    import torch
+
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+if not OmegaConf.has_resolver("auto_precision"):
+    OmegaConf.register_new_resolver("auto_precision", auto_precision)

@@ -32,7 +32,8 @@ from senti_lit.models.backbone import build_backbone
 from senti_lit.models.methods import apply_method
 from senti_lit.models.mlm import MaskedLM, mlm_collator
 from senti_lit.resume import AtomicCheckpointIO, RngState, resume_checkpoint
-from senti_lit.utils import flat_config, parameter_counts, plain, print_metrics, quiet_known_warnings, write_json
+from senti_lit.utils import (flat_config, keep_freed_memory, parameter_counts, plain, print_metrics,
+                             quiet_known_warnings, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ def continue_logs(loggers: list) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     quiet_known_warnings()
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():

@@ -12,6 +12,7 @@ from senti_lit.calibration import expected_calibration_error
 from senti_lit.data.labels import LabelSpace
 from senti_lit.metrics import build_metrics, confusion_figure, flatten
 from senti_lit.models.heads import ClassificationHead, OneVsRestHead, VerbalizerHead
+from senti_lit.models.optim import FusedClipping, can_fuse, weight_decay_groups
 
 MULTILABEL = ("sigmoid", "one_vs_rest")
 
@@ -86,16 +87,7 @@ def decision_thresholds(label_space: LabelSpace, threshold: float | list[float] 
     return torch.tensor([float(threshold)])
 
 
-def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only: biases and LayerNorm scales (1-D) are left alone, as in BERT's recipe."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [
-        {"name": "decay", "params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-
-
-class SentimentClassifier(L.LightningModule):
+class SentimentClassifier(FusedClipping, L.LightningModule):
     """Single-label (softmax + cross-entropy) or multi-label (sigmoid per label + BCE) text classifier.
 
     Args:
@@ -276,7 +268,8 @@ class SentimentClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = weight_decay_groups(self, getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0))
-        optimizer = self.optimizer_factory(groups)
+        unfused = {} if can_fuse(self.trainer) else {"fused": False}
+        optimizer = self.optimizer_factory(groups, **unfused)
         total = int(self.trainer.estimated_stepping_batches)
         cfg = self.scheduler_cfg
         scheduler = get_scheduler(

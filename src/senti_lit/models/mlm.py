@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, get_scheduler
 
-from senti_lit.models.classifier import weight_decay_groups
+from senti_lit.models.optim import FusedClipping, can_fuse, weight_decay_groups
 
 log = logging.getLogger(__name__)
 
 
-class MaskedLM(L.LightningModule):
+class MaskedLM(FusedClipping, L.LightningModule):
     """An MLM head on top of `backbone`; training it updates the backbone in place.
 
     The head comes from the architecture's own `…ForMaskedLM` class; its decoder shares the backbone's input
@@ -56,7 +56,7 @@ class MaskedLM(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(weight_decay_groups(self, hp.weight_decay), lr=hp.lr)
+        optimizer = torch.optim.AdamW(weight_decay_groups(self, hp.weight_decay), lr=hp.lr, fused=can_fuse(self.trainer))
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_scheduler(hp.scheduler, optimizer, num_warmup_steps=int(hp.warmup_ratio * total),
                                   num_training_steps=total)

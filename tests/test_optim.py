@@ -1,0 +1,77 @@
+"""Fused AdamW is the default optimiser; gradient clipping must still apply to it in every precision."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from senti_lit.data.labels import LabelSpace
+from senti_lit.models.classifier import SentimentClassifier
+from test_models import tiny_bert
+
+CLIP = 1e-3
+
+
+class ClippedNorms(L.Callback):
+    """Records the gradients the optimiser stepped with (after clipping): they are still in place when the next
+    step's closure zeroes them."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+        self.fused: list[bool] = []
+
+    def on_before_zero_grad(self, trainer: L.Trainer, module: L.LightningModule, optimizer) -> None:
+        self.fused.append(bool(optimizer.defaults.get("fused")))
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads:
+            self.norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+
+def batches(n: int = 3) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": torch.randint(5, 100, (4, 12), generator=g), "attention_mask": torch.ones(4, 12,
+             dtype=torch.long), "labels": torch.tensor([0, 1, 0, 1])} for _ in range(n)]
+    return DataLoader(data, batch_size=None)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fused_adamw_trains_with_clipped_gradients(precision):
+    model = SentimentClassifier(tiny_bert(), LabelSpace(("neg", "pos")),
+                                optimizer=partial(torch.optim.AdamW, lr=1e-2, fused=True))
+    spy = ClippedNorms()
+    trainer = L.Trainer(accelerator="cpu", precision=precision, gradient_clip_val=CLIP, max_steps=4, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[spy])
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer.fit(model, batches(4), batches(1))
+    assert set(spy.fused) == {True}
+    assert len(spy.norms) == 3 and all(n <= CLIP * 1.01 for n in spy.norms), spy.norms
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # it did step
+
+
+RSS_AFTER_FREE = """
+import sys, torch
+from senti_lit.utils import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+x = torch.ones(64 * 2**20)  # 256 MB
+del x
+pages = int(open("/proc/self/statm").read().split()[1])
+print(applied, pages * 4096 // 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_keep_freed_memory_keeps_a_big_freed_block_mapped():
+    def rss_after_free(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE, mode], capture_output=True, text=True, check=True)
+        applied, mb = out.stdout.split()
+        return applied, int(mb)
+
+    (applied, kept), (_, returned) = rss_after_free("keep"), rss_after_free("default")
+    assert applied == "True"
+    assert kept - returned > 200, (kept, returned)  # the 256 MB block stayed resident for the next step to reuse
