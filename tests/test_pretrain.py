@@ -51,3 +51,47 @@ def test_pretrain_on_a_text_file(tmp_path: Path):
                            tmp_path / "pre")
     pretrain(cfg)
     assert json.loads((tmp_path / "pre" / "pretrain.json").read_text())["texts"] == 61  # blank + repeat skipped
+
+
+def test_pretrain_corpus_from_several_datasets_never_holds_their_val_or_test_texts(reviews_dir: Path, tmp_path: Path):
+    """Like ChnSentiCorp's two forms, the datasets overlap: a text in one's train split and the other's test split
+    must not be pretrained on."""
+    import csv
+
+    from senti_lit.config import data_config
+    from senti_lit.pretrain import corpus
+    from hydra.utils import instantiate
+
+    demo = [t for name in ("pos", "neg") for t in (reviews_dir / f"{name}.txt").read_text("utf-8").split("\n") if t]
+    hotel = tmp_path / "hotel"
+    hotel.mkdir()
+    with (hotel / "ChnSentiCorp_htl_all.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "review"])
+        writer.writerows([i % 2, text] for i, text in enumerate(demo[:60] + demo[-60:]))  # shared with demo
+        writer.writerows([i % 2, f"酒店第{i}号房间的评价"] for i in range(100))
+    overrides = {"demo": [f"data.path={reviews_dir}"], "hotel": [f"data.path={hotel}"]}
+    cfg = compose_pretrain(["datasets=[demo,hotel:chnsenticorp]", *TINY_BACKBONE,
+                            *(f"+data_overrides.{k}=['{v[0]}']" for k, v in overrides.items())], tmp_path / "pre")
+    texts, report = corpus(cfg)
+
+    held_out, train_texts = set(), []
+    for (name, extra), config in zip(overrides.items(), ("demo", "chnsenticorp")):
+        splits = instantiate(data_config("pretrain", config, [*extra, f"paths.cache_dir={tmp_path}/c"])).prepare_splits()
+        held_out |= {ex.text for split in ("val", "test") for ex in splits[split]}
+        train_texts += [ex.text for ex in splits["train"]]
+    assert report["per_dataset"] == {"demo": 240, "hotel": 176}
+    assert not set(texts) & held_out
+    assert report["held_out_dropped"] > 0  # the overlap was real
+    assert set(texts) == set(train_texts) - held_out and len(texts) == len(set(texts))
+    assert len(texts) + report["held_out_dropped"] + report["repeats_dropped"] == len(train_texts)
+
+
+def test_pretrain_data_overrides_must_name_a_dataset(tmp_path: Path):
+    from senti_lit.data.sources import DataError
+    from senti_lit.pretrain import corpus
+    import pytest
+
+    cfg = compose_pretrain(["datasets=[demo]", "+data_overrides.weibo=['data.path=x']"], tmp_path)
+    with pytest.raises(DataError, match=r"data_overrides: \['weibo'\] not in datasets"):
+        corpus(cfg)

@@ -80,3 +80,15 @@ def test_parallel_launcher_runs_jobs_and_slurm_composes(reviews_dir: Path, tmp_p
         cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     GlobalHydra.instance().clear()
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_report_groups_the_folds_of_a_cross_validation_like_seeds():
+    from senti_lit.report import group
+
+    rows = [{"overrides": f"data=ocemotion data.split.folds=5 data.split.fold={k}", "status": "ok", "best": acc,
+             "test/acc": acc} for k, acc in enumerate([0.5, 0.6, 0.7])]
+    rows.append({"overrides": "data=ocemotion seed=2", "status": "ok", "best": 0.9, "test/acc": 0.9})
+    groups = {g["configuration"]: g for g in group(rows)}
+    assert groups["data=ocemotion data.split.folds=5"]["jobs"] == 3
+    assert groups["data=ocemotion data.split.folds=5"]["test/acc"] == "0.6000 ± 0.1000"
+    assert groups["data=ocemotion"]["jobs"] == 1

@@ -1,10 +1,10 @@
 """Where the Hydra configs live (`conf/` of a source checkout, or `senti_lit/conf` in a wheel) and the resolvers
 they use."""
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 def config_dir() -> str:
@@ -70,3 +70,16 @@ def auto_precision(accelerator: str = "auto") -> str:
 
 if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", auto_precision)
+
+
+def data_config(app: str, name: str, overrides: Sequence[str]) -> DictConfig:
+    """`conf/data/<name>.yaml` composed as the `app` config (evaluate, pretrain) would, inside a running Hydra app
+    or standalone: for commands that read several datasets, each with its own files, aliases and seeded split."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [f"data={name}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=app, overrides=overrides).data
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=app, overrides=overrides).data

@@ -16,27 +16,16 @@ from typing import Any, Mapping, Sequence
 
 import hydra
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.config import CONFIG_DIR, data_config
 from senti_lit.predict import Predictor
 from senti_lit.utils import plain, quiet_known_warnings, write_json
 
 log = logging.getLogger(__name__)
-
-
-def data_config(name: str, overrides: Sequence[str]) -> DictConfig:
-    """`conf/data/<name>.yaml` composed as `evaluate.yaml` would (inside a Hydra app, or standalone)."""
-    overrides = [f"data={name}", *overrides]
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name="evaluate", overrides=overrides).data
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="evaluate", overrides=overrides).data
 
 
 def model_name(folder: Path, meta: Mapping[str, Any]) -> str:
@@ -92,7 +81,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     overrides = plain(cfg.data_overrides or {})
     cells: dict[str, dict[str, Any]] = {m: {} for m in predictors}
     for dataset in plain(cfg.datasets):
-        datamodule = instantiate(data_config(dataset, [f"paths.data_dir={cfg.paths.data_dir}",
+        datamodule = instantiate(data_config("evaluate", dataset, [f"paths.data_dir={cfg.paths.data_dir}",
                                                        f"paths.cache_dir={cfg.paths.cache_dir}",
                                                        *overrides.get(dataset, [])]))
         if datamodule.multi_label:

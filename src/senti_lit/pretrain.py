@@ -14,40 +14,79 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.config import CONFIG_DIR, data_config
 from senti_lit.data.encoding import encode
 from senti_lit.data.sources import DataError, read_lines
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
 from senti_lit.models.mlm import MaskedLM, mlm_collator
 from senti_lit.train import instantiate_group
-from senti_lit.utils import quiet_known_warnings, write_json
+from senti_lit.utils import keep_freed_memory, plain, quiet_known_warnings, write_json
 
 log = logging.getLogger(__name__)
 
 
-def corpus(cfg: DictConfig) -> list[str]:
-    """The pretraining texts: a text file (one per line; blank lines and repeats skipped and counted) or the
-    chosen splits of the data config (cleaned and deduplicated by the data module)."""
+def corpus(cfg: DictConfig) -> tuple[list[str], dict]:
+    """The pretraining texts and a report of where they came from: a text file (one per line; blank lines and
+    repeats skipped and counted), the chosen splits of every data config in `datasets`, or of the data config."""
     if cfg.text_file:
         seen: set[str] = set()
         lines = [line.strip() for _, line in read_lines(Path(cfg.text_file))]
         texts = [t for t in lines if t and not (t in seen or seen.add(t))]
-        log.info("corpus: %s: %d lines, %d blank, %d repeated, %d texts", cfg.text_file, len(lines),
-                 sum(1 for t in lines if not t), len(lines) - sum(1 for t in lines if not t) - len(texts), len(texts))
-        return texts
-    splits = instantiate(cfg.data).prepare_splits()
-    unknown = set(cfg.splits) - set(splits)
+        blank = sum(1 for t in lines if not t)
+        log.info("corpus: %s: %d lines, %d blank, %d repeated, %d texts", cfg.text_file, len(lines), blank,
+                 len(lines) - blank - len(texts), len(texts))
+        return texts, {"text_file": str(cfg.text_file), "lines": len(lines), "blank": blank,
+                       "repeated": len(lines) - blank - len(texts)}
+    if cfg.get("datasets"):
+        return several_datasets(cfg)
+    return [ex.text for ex in split_texts(instantiate(cfg.data), cfg.splits, "data")[0]], {}
+
+
+def split_texts(datamodule, wanted, name: str) -> tuple[list, set[str]]:
+    """The examples of the `wanted` splits, and the texts of every other split (held out)."""
+    splits = datamodule.prepare_splits()
+    unknown = set(wanted) - set(splits)
     if unknown:
-        raise DataError(f"splits={list(cfg.splits)}: no split {sorted(unknown)}; choose from {list(splits)}")
-    return [ex.text for name in cfg.splits for ex in splits[name]]
+        raise DataError(f"{name}: splits={list(wanted)}: no split {sorted(unknown)}; choose from {list(splits)}")
+    held_out = {ex.text for split, examples in splits.items() if split not in wanted for ex in examples}
+    return [ex for split in wanted for ex in splits[split]], held_out
+
+
+def several_datasets(cfg: DictConfig) -> tuple[list[str], dict]:
+    """The `splits` of every dataset in `datasets` (`config` or `name:config`, to read one config's data twice, e.g.
+    `baidu:chnsenticorp`), each composed from its own data config (its seeded split, as its fine-tuning run sees it). A text that is in any dataset's other splits is dropped (datasets overlap:
+    a review can be in one set's train split and another's test split), as are repeats; both are counted."""
+    overrides = plain(cfg.get("data_overrides") or {})
+    entries = dict(e.split(":", 1) if ":" in e else (e, e) for e in cfg.datasets)  # name -> config
+    unknown = set(overrides) - set(entries)
+    if unknown:
+        raise DataError(f"data_overrides: {sorted(unknown)} not in datasets={list(entries)}")
+    per_dataset, held_out, texts = {}, set(), []
+    for name, config in entries.items():
+        datamodule = instantiate(data_config("pretrain", config, [f"paths.data_dir={cfg.paths.data_dir}",
+                                                                  f"paths.cache_dir={cfg.paths.cache_dir}",
+                                                                  *overrides.get(name, [])]))
+        examples, other = split_texts(datamodule, cfg.splits, f"data={name}")
+        per_dataset[name] = len(examples)
+        held_out |= other
+        texts += [ex.text for ex in examples]
+    seen: set[str] = set()
+    kept = [t for t in texts if t not in held_out and not (t in seen or seen.add(t))]
+    report = {"per_dataset": per_dataset, "held_out_dropped": sum(1 for t in texts if t in held_out),
+              "repeats_dropped": len(texts) - len(kept) - sum(1 for t in texts if t in held_out)}
+    log.info("corpus: %s; dropped %d texts found in a val/test split and %d repeats; %d texts", per_dataset,
+             report["held_out_dropped"], report["repeats_dropped"], len(kept))
+    return kept, report
 
 
 def pretrain(cfg: DictConfig) -> Path:
     quiet_known_warnings()
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
-    texts = corpus(cfg)
+    texts, report = corpus(cfg)
     if not texts:
         raise DataError("no texts to pretrain on")
     tokenizer = build_tokenizer(**cfg.model.tokenizer, texts=texts)
@@ -64,7 +103,7 @@ def pretrain(cfg: DictConfig) -> Path:
     if trainer.is_global_zero:
         backbone.save_pretrained(target)
         tokenizer.save_pretrained(target)
-        write_json(out / "pretrain.json", {"texts": len(texts), "tokens": int(encoded.offsets[-1]),
+        write_json(out / "pretrain.json", {"texts": len(texts), "corpus": report, "tokens": int(encoded.offsets[-1]),
                                            "epochs": m.epochs, "mlm_loss_per_epoch": module.epoch_losses,
                                            "pretrained": str(target)})
         log.info("pretrained backbone + tokenizer: %s (fine-tune with model.backbone.path=%s)", target, target)

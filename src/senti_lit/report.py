@@ -40,9 +40,13 @@ def read_job(job: Path) -> dict[str, Any]:
     return row
 
 
+REPEATS = ("seed", "data.split.fold")  # what varies between repeats of one configuration (seeds, CV folds)
+
+
 def configuration(overrides: str) -> str:
-    """A job's overrides without its seed: the jobs of one configuration over several seeds share it."""
-    return " ".join(o for o in overrides.split() if o.split("=", 1)[0] != "seed") or "(defaults)"
+    """A job's overrides without its seed or CV fold: the jobs of one configuration over several seeds (or the
+    folds of a cross-validation) share it."""
+    return " ".join(o for o in overrides.split() if o.split("=", 1)[0].lstrip("+") not in REPEATS) or "(defaults)"
 
 
 def group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_diges
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, TableSource
-from senti_lit.data.splitting import check_no_leakage, published_splits, split, subsample_train
+from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split, subsample_train
 from senti_lit.data.vocabulary import read_words
 from senti_lit.utils import plain
 
@@ -98,6 +98,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.normalizer = TextNormalizer(**dict(normalize or {}))
         self.fractions = tuple(split.get("fractions", (0.8, 0.1, 0.1)))
         self.split_seed = int(split.get("seed", 42))
+        self.folds, self.fold = split.get("folds"), int(split.get("fold") or 0)  # k-fold CV: test = fold `fold`
         self.limit_train, self.per_label = limit_train, per_label
         self.max_length = max_length
         self.batch_size = batch_size
@@ -163,8 +164,15 @@ class TextClassificationDataModule(L.LightningDataModule):
             except KeyError as e:
                 raise DataError(f"{ex.origin}: {e.args[0]}; fix the row, add the label to data.labels, or map it "
                                 "with data.aliases") from None
-        splitter = published_splits if any(ex.split for ex in examples) else split
-        splits = splitter(examples, self.fractions, self.split_seed, self.multi_label)
+        if self.folds:
+            if any(ex.split for ex in examples):
+                raise DataError(f"data.split.folds={self.folds}: {self.path} publishes its own splits; "
+                                "cross-validation needs unsplit data (one file)")
+            splits = kfold_split(examples, self.fractions, self.split_seed, self.multi_label, int(self.folds),
+                                 self.fold)
+        else:
+            splitter = published_splits if any(ex.split for ex in examples) else split
+            splits = splitter(examples, self.fractions, self.split_seed, self.multi_label)
         if self.limit_train is not None or self.per_label is not None:
             self.subsampled_from = len(splits["train"])
             splits["train"] = subsample_train(splits["train"], self.limit_train, self.per_label, self.split_seed,
@@ -218,7 +226,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         augment = [self.augment, files_digest([Path(self.augment["path"])])] if self.augment else None
         self.cache_key = digest(describe_factory(self.source_factory), where, files_digest(paths), self.labels,
                                 self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
-                                self.split_seed, self.limit_train, self.per_label, augment)
+                                self.split_seed, self.limit_train, self.per_label, augment,
+                                *([self.folds, self.fold] if self.folds else []))
         return self.cache_dir / self.cache_key / "examples.pkl"
 
     def cache_folder(self) -> Path | None:
@@ -257,6 +266,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             "aliases": self.label_space.aliases,
             "normalize": vars(self.normalizer),
             "split_seed": self.split_seed,
+            **({"folds": self.folds, "fold": self.fold} if self.folds else {}),
             "train_subsampled_from": self.subsampled_from,
             "splits": {name: {"size": len(part), "labels": label_histogram(part)} for name, part in splits.items()},
             "cache": self.cache_hits,

@@ -6,8 +6,8 @@ from collections import Counter
 from typing import Sequence
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-from sklearn.model_selection import train_test_split
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from senti_lit.data.sources import DataError, Example
 
@@ -56,6 +56,30 @@ def split(
     train, rest = take(by_content(examples), val_frac + test_frac, seed, multi_label)
     val, test = take(rest, test_frac / (val_frac + test_frac), seed, multi_label)
     return {"train": train, "val": val, "test": test}
+
+
+def kfold_split(
+    examples: Sequence[Example], fractions: Sequence[float], seed: int, multi_label: bool, folds: int, fold: int
+) -> dict[str, list[Example]]:
+    """Cross-validation: fold `fold` of a seeded, stratified `folds`-way partition is the test split; the other
+    folds split into train and val in the train:val ratio of `fractions`. Over fold = 0..folds-1 every example is
+    tested exactly once."""
+    check_fractions(fractions)
+    if not 0 <= fold < folds or folds < 2:
+        raise ValueError(f"data.split: fold must be in 0..folds-1 with folds >= 2, got fold={fold}, folds={folds}")
+    ordered = by_content(examples)
+    if multi_label:
+        kfold, y = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), label_matrix(ordered)
+    else:
+        y = [ex.label for ex in ordered]
+        rare = {k: v for k, v in Counter(y).items() if v < folds}
+        if rare:
+            raise DataError(f"cannot split {len(ordered)} examples into {folds} stratified folds: labels with fewer "
+                            f"than {folds} examples: {rare}; drop those labels or lower data.split.folds")
+        kfold = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    rest, test = list(kfold.split(np.zeros(len(ordered)), y))[fold]
+    train, val = take([ordered[i] for i in rest], fractions[1] / (fractions[0] + fractions[1]), seed, multi_label)
+    return {"train": train, "val": val, "test": [ordered[i] for i in test]}
 
 
 def check_fractions(fractions: Sequence[float]) -> None:
