@@ -269,3 +269,22 @@ def test_kfold_errors_name_the_problem(tmp_path: Path):
     module = demo_module(split={"folds": 5, "fold": 2}, cache_dir=None)
     module.prepare_splits()
     assert module.summary()["fold"] == 2 and len(module.splits["test"]) > 0
+
+
+def test_fold_settings_are_checked_before_reading(tmp_path: Path):
+    with pytest.raises(DataError, match=r"data.split.fold=3 needs data.split.folds"):
+        demo_module(split={"fold": 3})
+    with pytest.raises(DataError, match=r"fold must be in 0..folds-1"):
+        demo_module(split={"folds": 5, "fold": 5})
+
+
+def test_folds_refuse_a_dataset_with_published_splits():
+    class Published:  # a reader whose rows carry the dataset's own split, as layouts.py's readers give them
+        def read(self):
+            return [Example(f"{split}{i}", "ab"[i % 2], f"{split}.csv:{i}", split) for split in ("train", "test")
+                    for i in range(20)]
+
+    module = TextClassificationDataModule(source=lambda path: Published(), path="published", split={"folds": 5},
+                                          cache_dir=None)
+    with pytest.raises(DataError, match="published publishes its own splits; cross-validation needs unsplit data"):
+        module.prepare_splits()

@@ -75,3 +75,27 @@ def test_keep_freed_memory_keeps_a_big_freed_block_mapped():
     (applied, kept), (_, returned) = rss_after_free("keep"), rss_after_free("default")
     assert applied == "True"
     assert kept - returned > 200, (kept, returned)  # the 256 MB block stayed resident for the next step to reuse
+
+
+def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda(monkeypatch):
+    from senti_lit.config import auto_precision
+
+    assert auto_precision("cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert auto_precision("auto") == auto_precision("gpu") == "bf16-mixed"
+    assert auto_precision("cpu") == "32-true"  # an explicit CPU run on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert auto_precision("gpu") == "32-true"  # V100/T4: trainer=gpu_fp16 is the fast choice there
+
+
+def test_fp16_with_clipping_builds_an_unfused_optimizer():
+    """Under a grad scaler a fused optimiser unscales inside its step, too late for clipping: fall back."""
+    from types import SimpleNamespace
+
+    from senti_lit.models.optim import can_fuse
+
+    scaled = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()), gradient_clip_val=1.0)
+    assert not can_fuse(scaled)
+    assert can_fuse(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()), gradient_clip_val=None))
+    assert can_fuse(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=None), gradient_clip_val=1.0))

@@ -95,3 +95,15 @@ def test_pretrain_data_overrides_must_name_a_dataset(tmp_path: Path):
     cfg = compose_pretrain(["datasets=[demo]", "+data_overrides.weibo=['data.path=x']"], tmp_path)
     with pytest.raises(DataError, match=r"data_overrides: \['weibo'\] not in datasets"):
         corpus(cfg)
+
+
+def test_pretrain_corpus_options_that_conflict_are_refused(tmp_path: Path):
+    import pytest
+
+    from senti_lit.data.sources import DataError
+    from senti_lit.pretrain import corpus
+
+    with pytest.raises(DataError, match="a name twice"):
+        corpus(compose_pretrain(["datasets=[demo,demo]"], tmp_path))
+    with pytest.raises(DataError, match="text_file and datasets are two corpora"):
+        corpus(compose_pretrain(["datasets=[demo]", f"text_file={tmp_path}/x.txt"], tmp_path))

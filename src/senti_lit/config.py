@@ -72,14 +72,20 @@ if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", auto_precision)
 
 
-def data_config(app: str, name: str, overrides: Sequence[str]) -> DictConfig:
+def data_config(app: str, name: str, overrides: Sequence[str], paths: Any = None) -> DictConfig:
     """`conf/data/<name>.yaml` composed as the `app` config (evaluate, pretrain) would, inside a running Hydra app
-    or standalone: for commands that read several datasets, each with its own files, aliases and seeded split."""
+    or standalone: for commands that read several datasets, each with its own files, aliases and seeded split.
+    `paths`: the calling command's `paths` (data and cache dirs), set as values, not parsed as overrides."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = [f"data={name}", *overrides]
     if GlobalHydra.instance().is_initialized():
-        return compose(config_name=app, overrides=overrides).data
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        return compose(config_name=app, overrides=overrides).data
+        root = compose(config_name=app, overrides=overrides)
+    else:
+        with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+            root = compose(config_name=app, overrides=overrides)
+    for key in ("data_dir", "cache_dir"):
+        if paths is not None and key in paths:
+            root.paths[key] = paths[key]
+    return root.data

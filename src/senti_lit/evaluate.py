@@ -81,9 +81,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     overrides = plain(cfg.data_overrides or {})
     cells: dict[str, dict[str, Any]] = {m: {} for m in predictors}
     for dataset in plain(cfg.datasets):
-        datamodule = instantiate(data_config("evaluate", dataset, [f"paths.data_dir={cfg.paths.data_dir}",
-                                                       f"paths.cache_dir={cfg.paths.cache_dir}",
-                                                       *overrides.get(dataset, [])]))
+        datamodule = instantiate(data_config("evaluate", dataset, overrides.get(dataset, []), cfg.paths))
         if datamodule.multi_label:
             raise ValueError(f"data={dataset}: multi-label data; the accuracy matrix is for single-label datasets")
         examples = datamodule.prepare_splits()[cfg.split]

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 def corpus(cfg: DictConfig) -> tuple[list[str], dict]:
     """The pretraining texts and a report of where they came from: a text file (one per line; blank lines and
     repeats skipped and counted), the chosen splits of every data config in `datasets`, or of the data config."""
+    if cfg.text_file and cfg.get("datasets"):
+        raise DataError("text_file and datasets are two corpora: set one of them")
     if cfg.text_file:
         seen: set[str] = set()
         lines = [line.strip() for _, line in read_lines(Path(cfg.text_file))]
@@ -58,15 +60,17 @@ def several_datasets(cfg: DictConfig) -> tuple[list[str], dict]:
     `baidu:chnsenticorp`), each composed from its own data config (its seeded split, as its fine-tuning run sees it). A text that is in any dataset's other splits is dropped (datasets overlap:
     a review can be in one set's train split and another's test split), as are repeats; both are counted."""
     overrides = plain(cfg.get("data_overrides") or {})
-    entries = dict(e.split(":", 1) if ":" in e else (e, e) for e in cfg.datasets)  # name -> config
+    pairs = [tuple(e.split(":", 1)) if ":" in e else (e, e) for e in cfg.datasets]  # (name, config)
+    entries = dict(pairs)
+    if len(entries) < len(pairs):
+        raise DataError(f"datasets={list(cfg.datasets)}: a name twice; read one config's data twice as "
+                        "name:config with distinct names (htl:chnsenticorp,baidu:chnsenticorp)")
     unknown = set(overrides) - set(entries)
     if unknown:
         raise DataError(f"data_overrides: {sorted(unknown)} not in datasets={list(entries)}")
     per_dataset, held_out, texts = {}, set(), []
     for name, config in entries.items():
-        datamodule = instantiate(data_config("pretrain", config, [f"paths.data_dir={cfg.paths.data_dir}",
-                                                                  f"paths.cache_dir={cfg.paths.cache_dir}",
-                                                                  *overrides.get(name, [])]))
+        datamodule = instantiate(data_config("pretrain", config, overrides.get(name, []), cfg.paths))
         examples, other = split_texts(datamodule, cfg.splits, f"data={name}")
         per_dataset[name] = len(examples)
         held_out |= other
@@ -82,8 +86,6 @@ def several_datasets(cfg: DictConfig) -> tuple[list[str], dict]:
 
 def pretrain(cfg: DictConfig) -> Path:
     quiet_known_warnings()
-    if cfg.get("keep_freed_memory"):
-        keep_freed_memory()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
     texts, report = corpus(cfg)
@@ -112,6 +114,8 @@ def pretrain(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="pretrain")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers
+        keep_freed_memory()
     pretrain(cfg)
 
 

@@ -154,8 +154,6 @@ def continue_logs(loggers: list) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     quiet_known_warnings()
-    if cfg.get("keep_freed_memory"):
-        keep_freed_memory()
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
@@ -232,6 +230,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers of train()
+        keep_freed_memory()
     try:
         summary = train(cfg)
     except Exception as e:

@@ -99,6 +99,11 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.fractions = tuple(split.get("fractions", (0.8, 0.1, 0.1)))
         self.split_seed = int(split.get("seed", 42))
         self.folds, self.fold = split.get("folds"), int(split.get("fold") or 0)  # k-fold CV: test = fold `fold`
+        if self.folds is None and self.fold:
+            raise DataError(f"data.split.fold={self.fold} needs data.split.folds (the number of folds, e.g. 5)")
+        if self.folds is not None and not (int(self.folds) >= 2 and 0 <= self.fold < int(self.folds)):
+            raise DataError(f"data.split: fold must be in 0..folds-1 with folds >= 2, got fold={self.fold}, "
+                            f"folds={self.folds}")
         self.limit_train, self.per_label = limit_train, per_label
         self.max_length = max_length
         self.batch_size = batch_size

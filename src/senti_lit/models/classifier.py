@@ -268,7 +268,8 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = weight_decay_groups(self, getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0))
-        unfused = {} if can_fuse(self.trainer) else {"fused": False}
+        fused = getattr(self.optimizer_factory, "keywords", {}).get("fused")
+        unfused = {"fused": False} if fused and not can_fuse(self.trainer) else {}
         optimizer = self.optimizer_factory(groups, **unfused)
         total = int(self.trainer.estimated_stepping_batches)
         cfg = self.scheduler_cfg

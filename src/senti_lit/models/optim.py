@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 
@@ -43,7 +44,10 @@ class FusedClipping:
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
         fused = getattr(optimizer, "_step_supports_amp_scaling", False)
-        if not gradient_clip_val or not fused or has_grad_scaler(self.trainer):
+        plugin = self.trainer.precision_plugin
+        # only where Lightning's refusal is the fp16 rule misapplied: mixed precision without a scaler (bf16).
+        # Other plugins (32-true clips fused optimisers itself; FSDP/DeepSpeed clip their shards) keep their way.
+        if not (gradient_clip_val and fused and isinstance(plugin, MixedPrecision) and plugin.scaler is None):
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if gradient_clip_algorithm == "value":
