@@ -21,7 +21,7 @@ from senti_lit.data.labels import LabelSpace  # noqa: E402
 from senti_lit.models.backbone import VocabOnly, build_backbone  # noqa: E402
 from senti_lit.models.classifier import SentimentClassifier  # noqa: E402
 from senti_lit.models.methods import apply_method, trainable_state_dict  # noqa: E402
-from senti_lit.utils import parameter_counts, plain  # noqa: E402
+from senti_lit.utils import parameter_counts, plain, quiet_known_warnings  # noqa: E402
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
           "minilm", "e5_small", "llm_lora"]
@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
+    quiet_known_warnings()
     lines = ["Real-size architectures from their configs (random weights), a binary head; sizes of the fp32 "
              "safetensors files a run's artifact holds (`python benchmarks/param_shares.py`).", "",
              "| model | trainable | total | share | trainable.safetensors (MB) | model.safetensors (MB) |",
