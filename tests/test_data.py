@@ -288,3 +288,12 @@ def test_folds_refuse_a_dataset_with_published_splits():
                                           cache_dir=None)
     with pytest.raises(DataError, match="published publishes its own splits; cross-validation needs unsplit data"):
         module.prepare_splits()
+
+
+def test_split_digests_identify_a_split_across_runs_and_subsampling():
+    full, limited = demo_module(cache_dir=None), demo_module(cache_dir=None, limit_train=500)
+    a, b = full.summary()["splits"], limited.summary()["splits"]
+    assert a["test"]["sha256"] == b["test"]["sha256"] and a["val"]["sha256"] == b["val"]["sha256"]
+    assert a["train"]["sha256"] != b["train"]["sha256"]  # a subsample of train: another training set
+    other_seed = demo_module(cache_dir=None, split={"seed": 7}).summary()["splits"]
+    assert other_seed["test"]["sha256"] != a["test"]["sha256"]

@@ -24,7 +24,8 @@ from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_diges
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, TableSource
-from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split, subsample_train
+from senti_lit.data.splitting import (check_no_leakage, kfold_split, published_splits, split, split_digest,
+                                      subsample_train)
 from senti_lit.data.vocabulary import read_words
 from senti_lit.utils import plain
 
@@ -273,7 +274,8 @@ class TextClassificationDataModule(L.LightningDataModule):
             "split_seed": self.split_seed,
             **({"folds": self.folds, "fold": self.fold} if self.folds else {}),
             "train_subsampled_from": self.subsampled_from,
-            "splits": {name: {"size": len(part), "labels": label_histogram(part)} for name, part in splits.items()},
+            "splits": {name: {"size": len(part), "labels": label_histogram(part), "sha256": split_digest(part)}
+                       for name, part in splits.items()},
             "cache": self.cache_hits,
             "knowledge": vars(self.knowledge_report) if self.knowledge_report else None,
             "augment": self.augment_report,

@@ -1,6 +1,7 @@
 """Seeded, stratified splits (iterative stratification for multi-label), published splits, subsampling."""
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from typing import Sequence
@@ -103,6 +104,15 @@ def published_splits(
             remaining = share["train"] + sum(share[n] for n in ("val", "test") if not parts[n])
             parts["train"], parts[name] = take(parts["train"], share[name] / remaining, seed, multi_label)
     return parts
+
+
+def split_digest(examples: Sequence[Example]) -> str:
+    """A fingerprint of a split's texts and labels in order: runs (and benchmark rows) with equal digests trained
+    or tested on the same examples (data.json records one per split)."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(f"{ex.text}\t{ex.label}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def check_no_leakage(splits: dict[str, list[Example]]) -> None:
