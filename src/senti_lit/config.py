@@ -59,8 +59,9 @@ if not OmegaConf.has_resolver("resume_run_dir"):
 
 def auto_precision(accelerator: str = "auto") -> str:
     """`${auto_precision:${.accelerator}}`: bf16-mixed on CUDA GPUs that have it, else 32-true. On this 2-core
-    avx512_bf16 CPU, bf16 matmuls run 1.4-1.7x slower than fp32 and training with bf16-mixed is slower for every
-    model we benchmark (benchmarks/NOTES.md); CPUs with AMX tiles may differ: set trainer.precision=bf16-mixed."""
+    avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the fp32 time (`python benchmarks/cpu_kernels.py`) and training
+    with bf16-mixed is slower for every model benchmarked (benchmarks/speed_results_*.md); CPUs with AMX tiles may
+    differ: set trainer.precision=bf16-mixed."""
     import torch
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():

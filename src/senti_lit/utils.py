@@ -100,7 +100,7 @@ def keep_freed_memory() -> bool:
 
     glibc serves big blocks with mmap and unmaps them on free, so each training step maps fresh pages for a large
     gradient and the kernel zeroes every page on first touch: for multilingual-e5-small's 250k x 384 word-embedding
-    gradient that was ~0.9 s of a ~5 s step here (torch profiler, aten::fill_). Served from the heap and not trimmed,
+    gradient that was ~1 s per step here (aten::fill_ in `python benchmarks/cpu_kernels.py`'s profile). Served from the heap and not trimmed,
     the pages stay mapped and are reused. The cost: the process keeps its peak memory until it exits.
     """
     import ctypes
