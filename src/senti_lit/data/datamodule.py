@@ -24,8 +24,8 @@ from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_diges
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import DataError, Example, TableSource
-from senti_lit.data.splitting import (check_no_leakage, kfold_split, published_splits, split, split_digest,
-                                      subsample_train)
+from senti_lit.data.splitting import (check_fold, check_no_leakage, kfold_split, published_splits, split,
+                                      split_digest, subsample_train)
 from senti_lit.data.vocabulary import read_words
 from senti_lit.utils import plain
 
@@ -100,11 +100,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.fractions = tuple(split.get("fractions", (0.8, 0.1, 0.1)))
         self.split_seed = int(split.get("seed", 42))
         self.folds, self.fold = split.get("folds"), int(split.get("fold") or 0)  # k-fold CV: test = fold `fold`
-        if self.folds is None and self.fold:
-            raise DataError(f"data.split.fold={self.fold} needs data.split.folds (the number of folds, e.g. 5)")
-        if self.folds is not None and not (int(self.folds) >= 2 and 0 <= self.fold < int(self.folds)):
-            raise DataError(f"data.split: fold must be in 0..folds-1 with folds >= 2, got fold={self.fold}, "
-                            f"folds={self.folds}")
+        check_fold(self.folds, self.fold)
         self.limit_train, self.per_label = limit_train, per_label
         self.max_length = max_length
         self.batch_size = batch_size

@@ -66,8 +66,7 @@ def kfold_split(
     folds split into train and val in the train:val ratio of `fractions`. Over fold = 0..folds-1 every example is
     tested exactly once."""
     check_fractions(fractions)
-    if not 0 <= fold < folds or folds < 2:
-        raise ValueError(f"data.split: fold must be in 0..folds-1 with folds >= 2, got fold={fold}, folds={folds}")
+    check_fold(folds, fold)
     ordered = by_content(examples)
     if multi_label:
         kfold, y = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), label_matrix(ordered)
@@ -104,6 +103,15 @@ def published_splits(
             remaining = share["train"] + sum(share[n] for n in ("val", "test") if not parts[n])
             parts["train"], parts[name] = take(parts["train"], share[name] / remaining, seed, multi_label)
     return parts
+
+
+def check_fold(folds: int | None, fold: int) -> None:
+    """`data.split.folds` / `fold` make sense together (checked before any data is read)."""
+    if folds is None:
+        if fold:
+            raise DataError(f"data.split.fold={fold} needs data.split.folds (the number of folds, e.g. 5)")
+    elif not (int(folds) >= 2 and 0 <= fold < int(folds)):
+        raise DataError(f"data.split: fold must be in 0..folds-1 with folds >= 2, got fold={fold}, folds={folds}")
 
 
 def split_digest(examples: Sequence[Example]) -> str:
