@@ -99,3 +99,28 @@ def test_fp16_with_clipping_builds_an_unfused_optimizer():
     assert not can_fuse(scaled)
     assert can_fuse(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()), gradient_clip_val=None))
     assert can_fuse(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=None), gradient_clip_val=1.0))
+
+
+def test_head_lr_puts_the_head_in_its_own_groups():
+    model = SentimentClassifier(tiny_bert(), LabelSpace(("neg", "pos")), head_lr=1e-2,
+                                optimizer=partial(torch.optim.AdamW, lr=1e-4, weight_decay=0.01, fused=True))
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, batches(3), batches(1))
+    groups = {g["name"]: g for g in trainer.optimizers[0].param_groups}
+    assert set(groups) == {"decay", "no_decay", "head_decay", "head_no_decay"}
+    head = {id(p) for p in model.head.parameters()}
+    assert {id(p) for n in ("head_decay", "head_no_decay") for p in groups[n]["params"]} == head
+    assert not head & {id(p) for n in ("decay", "no_decay") for p in groups[n]["params"]}
+    # the warm-up/decay schedule scales both rates alike
+    assert groups["head_decay"]["lr"] == pytest.approx(100 * groups["decay"]["lr"])
+    assert groups["head_no_decay"]["weight_decay"] == 0.0 and groups["head_decay"]["weight_decay"] == 0.01
+
+
+def test_without_head_lr_one_rate_for_all():
+    model = SentimentClassifier(tiny_bert(), LabelSpace(("neg", "pos")), optimizer=partial(torch.optim.AdamW, lr=1e-4))
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, batches(1), batches(1))
+    assert [g["name"] for g in trainer.optimizers[0].param_groups] == ["decay", "no_decay"]
+    assert sum(len(g["params"]) for g in trainer.optimizers[0].param_groups) == len(list(model.parameters()))

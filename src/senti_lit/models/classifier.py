@@ -110,6 +110,8 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
             second label).
         multilabel: multi-label strategy: `sigmoid` (one linear head, a sigmoid per label) or `one_vs_rest`
             (`OneVsRestHead`: an independent binary classifier per label on the shared encoder).
+        head_lr: the classification head's learning rate (null: the optimiser's). A head initialised from scratch
+            on a pretrained backbone learns faster at a higher rate than the backbone can take.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
         threshold: float | list[float] | None = None,
         positive_label: str | None = None,
         multilabel: str = "sigmoid",
+        head_lr: float | None = None,
     ) -> None:
         super().__init__()
         if multilabel not in MULTILABEL:
@@ -138,7 +141,7 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
         self.save_hyperparameters(
             {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
              "token_dropout": token_dropout, "loss": dict(loss or {}), "verbalizer": verbalizer,
-             "threshold": threshold, "positive_label": positive_label, "multilabel": multilabel}
+             "threshold": threshold, "positive_label": positive_label, "multilabel": multilabel, "head_lr": head_lr}
         )
         self.backbone = backbone
         self.label_space = label_space
@@ -152,6 +155,7 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
         else:
             self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
         self.optimizer_factory = optimizer
+        self.head_lr = head_lr
         self.scheduler_cfg = scheduler
         self.loss_fn = build_loss(label_space, label_smoothing=label_smoothing, **dict(loss or {}))
         self.token_dropout = token_dropout
@@ -267,7 +271,8 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
             writer.add_pr_curve(f"{stage}/pr_{name}", labels[:, i].bool(), probs[:, i], step)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = weight_decay_groups(self, getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0))
+        groups = weight_decay_groups(self, getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0),
+                                     head=self.head, head_lr=self.head_lr)
         fused = getattr(self.optimizer_factory, "keywords", {}).get("fused")
         unfused = {"fused": False} if fused and not can_fuse(self.trainer) else {}
         optimizer = self.optimizer_factory(groups, **unfused)

@@ -14,13 +14,24 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 
-def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only: biases and LayerNorm scales (1-D) are left alone, as in BERT's recipe."""
+def weight_decay_groups(module: nn.Module, weight_decay: float, head: nn.Module | None = None,
+                        head_lr: float | None = None) -> list[dict[str, Any]]:
+    """Decay matrices only: biases and LayerNorm scales (1-D) are left alone, as in BERT's recipe. With `head_lr`,
+    the parameters of `head` (a freshly initialised classifier on a pretrained backbone) get their own groups at
+    that learning rate; the scheduler scales every group's rate alike."""
+    in_head = {id(p) for p in head.parameters()} if head is not None and head_lr is not None else set()
     params = [p for p in module.parameters() if p.requires_grad]
-    return [
-        {"name": "decay", "params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"name": "no_decay", "params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+    groups = []
+    for prefix, members, extra in (("", [p for p in params if id(p) not in in_head], {}),
+                                   ("head_", [p for p in params if id(p) in in_head], {"lr": head_lr})):
+        if members:
+            groups += [
+                {"name": f"{prefix}decay", "params": [p for p in members if p.ndim >= 2],
+                 "weight_decay": weight_decay, **extra},
+                {"name": f"{prefix}no_decay", "params": [p for p in members if p.ndim < 2], "weight_decay": 0.0,
+                 **extra},
+            ]
+    return groups
 
 
 def has_grad_scaler(trainer: L.Trainer) -> bool:
