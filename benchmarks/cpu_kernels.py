@@ -5,11 +5,16 @@
 1. fp32 vs bf16 matmuls at transformer shapes (why the default precision on CPU is fp32);
 2. torch's foreach AdamW step vs the fused one on multilingual-e5-small's 118M parameters (why fused is default);
 3. the most expensive ops of one e5_small training step (torch.profiler), which is where `aten::fill_` of the
-   250k x 384 embedding gradient shows up (why keep_freed_memory exists).
+   250k x 384 embedding gradient shows up (why keep_freed_memory exists);
+4. Lightning's own cost per training step, and what `self.log` of the step loss and a torchmetrics update add to
+   it, on a model too small to hide them (why mini_bert trains only as fast as the Trainer, not faster).
+
+    python benchmarks/cpu_kernels.py --sections overhead     # one section only
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -64,19 +69,70 @@ def profile_step(model: torch.nn.Module) -> None:
                                                             max_name_column_width=28, max_shapes_column_width=50))
 
 
+def step_overhead(steps: int = 400) -> None:
+    import lightning as L
+    import torchmetrics
+    from torch.utils.data import DataLoader
+
+    class Tiny(L.LightningModule):
+        def __init__(self, extra: str) -> None:
+            super().__init__()
+            self.extra, self.linear = extra, torch.nn.Linear(8, 2)
+            self.metrics = torchmetrics.MetricCollection({
+                "acc": torchmetrics.classification.MulticlassAccuracy(2),
+                "f1": torchmetrics.classification.MulticlassF1Score(2, average="macro")})
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            logits = self.linear(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            if self.extra in ("log", "both"):  # as SentimentClassifier logs train/loss
+                self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=y.size(0), prog_bar=True)
+            if self.extra in ("metrics", "both"):
+                self.metrics.update(logits.argmax(-1), y)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    from senti_lit.utils import quiet_known_warnings
+
+    quiet_known_warnings()
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # Python overhead is what is measured: no intra-op threads to wait on
+    data = DataLoader([(torch.randn(32, 8), torch.randint(0, 2, (32,))) for _ in range(steps)], batch_size=None)
+    print("\n| Lightning step of an 8 -> 2 linear model, plus | ms/step |\n|---|---|")
+    for extra in ("nothing", "log", "metrics", "both"):
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        start = time.perf_counter()
+        trainer.fit(Tiny(extra), data)
+        print(f"| {extra} | {(time.perf_counter() - start) / steps * 1e3:.2f} |")
+    torch.set_num_threads(threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small")
+    parser.add_argument("--sections", default="matmuls,adamw,profile,overhead")
     args = parser.parse_args()
+    sections = args.sections.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    matmuls()
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
+    if "matmuls" in sections:
+        matmuls()
+    if "adamw" in sections or "profile" in sections:
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    model = AutoModelForSequenceClassification.from_pretrained(args.e5, num_labels=2)
-    adamw(model)
-    profile_step(model)
+        hf_logging.set_verbosity_error()
+        model = AutoModelForSequenceClassification.from_pretrained(args.e5, num_labels=2)
+        if "adamw" in sections:
+            adamw(model)
+        if "profile" in sections:
+            profile_step(model)
+    if "overhead" in sections:
+        step_overhead()
 
 
 if __name__ == "__main__":
