@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -134,7 +135,8 @@ def run_pretrain(row: Row, mode: str, data: Path, batch: str, out_dir: Path) -> 
             time.perf_counter() - start)
 
 
-def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path) -> list[dict[str, str]]:
+def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path,
+            keep_checkpoints: bool = False) -> list[dict[str, str]]:
     results = []
     pretrained, before, pretrain_seconds = (run_pretrain(row, mode, data, batch, out_dir) if row.pretrain
                                             else (None, [], 0.0))
@@ -158,6 +160,9 @@ def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path
             metrics = {"failed": None}
         else:
             summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            if not keep_checkpoints:  # the artifact holds the model; an e5 run's best + last checkpoints, with
+                # AdamW's state, take 3.6 GB: a full bench would fill a disk
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             metrics = {k: summary.get(k) for k in row.metrics}
             if pretrained:  # wall_seconds is the fine-tuning; the shared pretraining took this long
                 metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
@@ -178,6 +183,8 @@ def main() -> None:
                         help="multilingual-e5-small dir (python ../shared/tools/make_e5_small.py DIR)")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "results.csv")
     parser.add_argument("--runs", type=Path, default=ROOT / "logs" / "bench")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep each run's Lightning checkpoints (default: deleted once the run has finished)")
     args = parser.parse_args()
     wanted = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(wanted) - {r.id for r in ROWS})
@@ -190,7 +197,8 @@ def main() -> None:
     batch = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     for row in [r for r in ROWS if not wanted or r.id in wanted]:
-        results = run_row(row, args.mode, args.data.resolve(), args.e5.resolve(), batch, args.runs)
+        results = run_row(row, args.mode, args.data.resolve(), args.e5.resolve(), batch, args.runs,
+                          args.keep_checkpoints)
         new_file = not args.results.is_file()
         with args.results.open("a", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
