@@ -55,3 +55,13 @@ def test_a_results_file_without_the_columns_is_refused(tmp_path: Path):
     (tmp_path / "bad.csv").write_text("row,acc\ndemo,0.9\n", encoding="utf-8")
     with pytest.raises(ValueError, match="bad.csv: columns .*'batch'.* missing"):
         read_results(tmp_path / "bad.csv")
+
+
+def test_full_and_quick_runs_of_a_row_are_both_shown_full_first(tmp_path: Path):
+    quick = {**result("2026-03-01T00:00:00Z", "demo", 42, 0.70), "mode": "quick"}
+    rows = [result("2026-01-01T00:00:00Z", "other", 42, 0.60), quick, result("2026-02-01T00:00:00Z", "demo", 42, 0.80),
+            {**result("2026-01-01T00:00:00Z", "demo", 42, 0.10), "mode": "quick"}]  # older quick batch: hidden
+    lines = [l for l in render(read_results(write(tmp_path / "r.csv", rows))).splitlines() if l.startswith("| ")][1:]
+    assert [(l.split(" | ")[0], l.split(" | ")[3]) for l in lines] == [("| other", "full"), ("| demo", "full"),
+                                                                       ("| demo", "quick")]
+    assert "test/acc 0.8000" in lines[1] and "test/acc 0.7000" in lines[2]
