@@ -42,7 +42,8 @@ def latest_batches(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[dic
         by_row[r["row"], r["mode"]].append(r)
     order = list(dict.fromkeys(r["row"] for r in rows))
     keys = sorted(by_row, key=lambda k: (order.index(k[0]), k[1] != "full"))
-    return {key: [r for r in by_row[key] if r["batch"] == max(x["batch"] for x in by_row[key])] for key in keys}
+    newest = {key: max(r["batch"] for r in results) for key, results in by_row.items()}
+    return {key: [r for r in by_row[key] if r["batch"] == newest[key]] for key in keys}
 
 
 def render(rows: list[dict[str, str]]) -> str:
