@@ -34,6 +34,13 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def show_metric(name: str, values: list[float]) -> str:
+    """A score as mean ± std; a duration (`*_seconds`, e.g. the pretraining all seeds share) in whole seconds."""
+    if name.endswith("_seconds"):
+        return f"{name} {statistics.mean(values):.0f}"
+    return f"{name} {mean_std(values)}"
+
+
 def latest_batches(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[dict[str, str]]]:
     """{(row id, mode): the results of its newest batch}: row ids in the order they first appear, full before
     quick (a full run does not hide the quick one, which is what `make bench` reproduces in minutes)."""
@@ -60,7 +67,7 @@ def render(rows: list[dict[str, str]]) -> str:
             for name, value in json.loads(r["metrics"]).items():
                 if value is not None:
                     metrics[name].append(float(value))
-        shown = "; ".join(f"{name} {mean_std(values)}" for name, values in metrics.items())
+        shown = "; ".join(show_metric(name, values) for name, values in metrics.items())
         wall = statistics.mean(float(r["wall_seconds"]) for r in results)
         failed = sum(all(v is None for v in json.loads(r["metrics"]).values()) for r in results)
         seeds = ",".join(r["seed"] for r in results) + (f" ({failed} failed)" if failed else "")

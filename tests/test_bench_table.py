@@ -65,3 +65,10 @@ def test_full_and_quick_runs_of_a_row_are_both_shown_full_first(tmp_path: Path):
     assert [(l.split(" | ")[0], l.split(" | ")[3]) for l in lines] == [("| other", "full"), ("| demo", "full"),
                                                                        ("| demo", "quick")]
     assert "test/acc 0.8000" in lines[1] and "test/acc 0.7000" in lines[2]
+
+
+def test_a_duration_the_seeds_share_is_shown_in_seconds_without_std(tmp_path: Path):
+    rows = [{**result("b1", "htl", seed, acc), "metrics": json.dumps({"test/acc": acc, "pretrain_seconds": 585.3})}
+            for seed, acc in [(42, 0.8), (1, 0.9)]]
+    line = next(l for l in render(read_results(write(tmp_path / "r.csv", rows))).splitlines() if l.startswith("| htl"))
+    assert "test/acc 0.8500 ± 0.0707; pretrain_seconds 585 |" in line
