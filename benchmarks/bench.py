@@ -76,6 +76,11 @@ ROWS = [
     Row("baidu_e5", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small",
         [*E5, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/baidu_chnsenticorp_train.tsv",
          "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK, seeds=(42,)),
+    # 12.8% of the Baidu reviews exceed 128 tokens, and the 3-epoch row's val acc was still rising
+    Row("baidu_e5_len256", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small, max_length 256, 4 epochs",
+        [*E5, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/baidu_chnsenticorp_train.tsv",
+         "data.max_length=256", "trainer.max_epochs=4"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK,
+        seeds=(42,)),
     Row("htl_e5_full", "ChnSentiCorp htl_all, 80/10/10", "e5_small full fine-tune",
         [*E5, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv", "trainer.max_epochs=3"],
         ACC_F1, "acc ≥ 0.91 and ≥ HF Trainer (0.892 / 0.876)", quick=PRETRAINED_QUICK, seeds=(42,)),
