@@ -17,7 +17,12 @@ Jobs, each a fresh process, one after another:
 "× Trainer at its best" divides by the faster of trainer_best and trainer_best_fp32.
 samples/s = training examples x epochs / training wall time (the Trainer's train(), senti_lit's fit: validation
 is off on both sides so that only training is timed). Test accuracy on the same test split shows the speed is
-not bought with accuracy. Writes benchmarks/speed_results_<model>.md.
+not bought with accuracy; the last column says whether it is equal accuracy (±0.5 point of the Trainer's best).
+Writes benchmarks/speed_results_<model>.md (--out elsewhere). --jobs runs a subset, e.g. a schedule long enough
+for the Trainer to converge without the ablations:
+
+    python benchmarks/speed_bench.py --model e5 --limit-train 1200 --epochs 3 \
+        --jobs trainer_default,trainer_best_fp32,senti_lit --out benchmarks/speed_results_e5_3ep.md
 """
 from __future__ import annotations
 
@@ -39,6 +44,24 @@ ROOT = HERE.parent
 DATA = {"e5": ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv"],
         "mini_bert": []}  # mini_bert: the default job's data (demo)
 MODEL = {"e5": ["model=e5_small", "model.backbone.path={e5}"], "mini_bert": ["model.mlm_warmup.epochs=0"]}
+
+
+SENTI_JOBS = {"senti_lit": [], "senti_lit -length": ["data.length_grouped=false"],
+              "senti_lit -fused": ["model.optimizer.fused=false"], "senti_lit -keep_mem": ["keep_freed_memory=false"],
+              "senti_lit +bf16": ["trainer.precision=bf16-mixed"]}
+JOBS = ["trainer_default", "trainer_best", "trainer_best_fp32", *SENTI_JOBS]
+
+
+def job_list(text: str) -> list[str]:
+    """--jobs: a comma-separated subset of JOBS; the ratios need trainer_default, a trainer_best* and senti_lit."""
+    jobs = [j.strip() for j in text.split(",") if j.strip()]
+    unknown = [j for j in jobs if j not in JOBS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown job(s) {unknown}; choose from {JOBS}")
+    if "trainer_default" not in jobs or "senti_lit" not in jobs or not {"trainer_best", "trainer_best_fp32"} & set(jobs):
+        raise argparse.ArgumentTypeError("--jobs needs trainer_default, senti_lit and trainer_best or "
+                                         "trainer_best_fp32 (the ratios divide by them)")
+    return [j for j in JOBS if j in jobs]
 
 
 def common(args: argparse.Namespace) -> list[str]:
@@ -122,22 +145,20 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--jobs", type=job_list, default=JOBS, help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.data, args.e5 = args.data.resolve(), args.e5.resolve()
     os.chdir(ROOT)  # relative paths (data cache, logs) as for `make bench`
     folder = Path(tempfile.mkdtemp(prefix=f"speed_{args.model}_"))
     train, test, model = prepare(args, folder)
-    jobs = {}
     best = ["--padding", "dynamic", "--group-by-length"]
-    jobs["trainer_default"] = trainer_job(args, train, test, model, ["--padding", "max_length"])
-    jobs["trainer_best"] = trainer_job(args, train, test, model, [*best, "--bf16"])
-    jobs["trainer_best_fp32"] = trainer_job(args, train, test, model, best)
-    jobs["senti_lit"] = senti_job(args, folder, "senti_lit", [])
-    jobs["senti_lit -length"] = senti_job(args, folder, "senti_lit -length", ["data.length_grouped=false"])
-    jobs["senti_lit -fused"] = senti_job(args, folder, "senti_lit -fused", ["model.optimizer.fused=false"])
-    jobs["senti_lit -keep_mem"] = senti_job(args, folder, "senti_lit -keep_mem", ["keep_freed_memory=false"])
-    jobs["senti_lit +bf16"] = senti_job(args, folder, "senti_lit +bf16", ["trainer.precision=bf16-mixed"])
+    plan = {"trainer_default": lambda: trainer_job(args, train, test, model, ["--padding", "max_length"]),
+            "trainer_best": lambda: trainer_job(args, train, test, model, [*best, "--bf16"]),
+            "trainer_best_fp32": lambda: trainer_job(args, train, test, model, best),
+            **{name: (lambda name=name, extra=extra: senti_job(args, folder, name, extra))
+               for name, extra in SENTI_JOBS.items()}}
+    jobs = {name: plan[name]() for name in args.jobs}
     for name, job in jobs.items():
         print(name, {k: v for k, v in job.items() if k != "command"})
     write(args, jobs, args.out or HERE / f"speed_results_{args.model}.md")
@@ -145,16 +166,21 @@ def main() -> None:
 
 def write(args, jobs: dict[str, dict], out: Path) -> None:
     base = jobs["trainer_default"]["samples_per_s"]
-    best = max(jobs["trainer_best"]["samples_per_s"], jobs["trainer_best_fp32"]["samples_per_s"])
+    best = max(jobs[name]["samples_per_s"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
     lines = [f"Training speed, {args.model}, {jobs['senti_lit']['command'].split('data.limit_train=')[1].split()[0]}"
              f" training examples (limit), {args.epochs} epoch(s), max_length {args.max_length}, batch {args.batch_size},"
              f" lr {args.lr}, 2 CPU cores; one command: `python benchmarks/speed_bench.py --model {args.model}"
-             f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}`.", "",
-             "| job | samples/s | × Trainer (run_classification style) | × Trainer at its best | test acc | test macro-F1 |",
-             "|---|---|---|---|---|---|"]
+             f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
+             f"{'' if args.jobs == JOBS else ' --jobs ' + ','.join(args.jobs)}"
+             f"{f' --out {args.out}' if args.out else ''}`.", "",
+             "| job | samples/s | × Trainer (run_classification style) | × Trainer at its best | test acc | "
+             "test macro-F1 | acc − Trainer's best acc (points; ±0.5 = equal accuracy) |",
+             "|---|---|---|---|---|---|---|"]
+    best_acc = max(jobs[name]["test/acc"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
     for name, job in jobs.items():
         lines.append(f"| {name} | {job['samples_per_s']:.1f} | {job['samples_per_s'] / base:.2f} | "
-                     f"{job['samples_per_s'] / best:.2f} | {job['test/acc']:.4f} | {job['test/macro_f1']:.4f} |")
+                     f"{job['samples_per_s'] / best:.2f} | {job['test/acc']:.4f} | {job['test/macro_f1']:.4f} | "
+                     f"{100 * (job['test/acc'] - best_acc):+.1f} |")
     lines += ["", "Commands:", ""] + [f"- {name}: `{job['command']}`" for name, job in jobs.items()]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"-> {out}")

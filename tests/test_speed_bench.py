@@ -1,0 +1,38 @@
+"""benchmarks/speed_bench.py: its job selection and table (the timed jobs themselves never run in the tests)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from speed_bench import JOBS, job_list, write  # noqa: E402
+
+
+def test_jobs_subset_keeps_the_canonical_order_and_refuses_what_the_ratios_lack():
+    assert job_list("senti_lit, trainer_best_fp32,trainer_default") == ["trainer_default", "trainer_best_fp32",
+                                                                      "senti_lit"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown job"):
+        job_list("trainer_default,senti_lit,trainer_best,senti_lit -typo")
+    with pytest.raises(argparse.ArgumentTypeError, match="needs trainer_default"):
+        job_list("trainer_best,senti_lit")
+
+
+def test_table_ratios_and_accuracy_gap_against_the_trainers_best(tmp_path: Path):
+    def job(speed: float, acc: float, command: str) -> dict:
+        return {"samples_per_s": speed, "test/acc": acc, "test/macro_f1": acc - 0.01, "command": command}
+
+    jobs = {"trainer_default": job(5.0, 0.880, "python benchmarks/trainer_baseline.py --padding max_length"),
+            "trainer_best_fp32": job(8.0, 0.890, "python benchmarks/trainer_baseline.py --padding dynamic"),
+            "senti_lit": job(10.0, 0.893, "python -m senti_lit.train data.limit_train=1200 x=1")}
+    args = argparse.Namespace(model="e5", epochs=3, max_length=128, batch_size=32, lr=5e-5, limit_train=1200,
+                              jobs=list(jobs), out=None)
+    write(args, jobs, tmp_path / "speed.md")
+    text = (tmp_path / "speed.md").read_text(encoding="utf-8")
+    assert "--jobs trainer_default,trainer_best_fp32,senti_lit" in text and list(jobs) != JOBS
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    assert rows["senti_lit"][2:4] == ["2.00", "1.25"]          # × run_classification style, × the Trainer's best
+    assert rows["senti_lit"][6].rstrip(" |") == "+0.3"       # within ±0.5 point: equal accuracy
+    assert rows["trainer_default"][6].rstrip(" |") == "-1.0"
