@@ -167,8 +167,8 @@ def main() -> None:
 def write(args, jobs: dict[str, dict], out: Path) -> None:
     base = jobs["trainer_default"]["samples_per_s"]
     best = max(jobs[name]["samples_per_s"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
-    lines = [f"Training speed, {args.model}, {jobs['senti_lit']['command'].split('data.limit_train=')[1].split()[0]}"
-             f" training examples (limit), {args.epochs} epoch(s), max_length {args.max_length}, batch {args.batch_size},"
+    examples = f"{args.limit_train} training examples (limit)" if args.limit_train else "all training examples"
+    lines = [f"Training speed, {args.model}, {examples}, {args.epochs} epoch(s), max_length {args.max_length}, batch {args.batch_size},"
              f" lr {args.lr}, 2 CPU cores; one command: `python benchmarks/speed_bench.py --model {args.model}"
              f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
              f"{'' if args.jobs == JOBS else ' --jobs ' + ','.join(args.jobs)}"
