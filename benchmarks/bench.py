@@ -101,11 +101,11 @@ ROWS = [
         ["model=minilm", "data=goemotions", "data.path={data}/go_emotions", "trainer.max_epochs=3"],
         ["test/macro_f1", "test/micro_f1"], "macro-F1 ≥ 0.50 (thresholds tuned on dev)",
         quick=["data.limit_train=4000", "trainer.max_epochs=2"], seeds=(42,)),
-    # head_lr: quick row at the same commit, micro/macro-F1 0.322 / 0.313 without it, 0.444 / 0.352 with it
+    # model.head_lr=1e-3 on the multi-class/multi-label e5 rows: cecps8 quick at the same commit, micro/macro-F1
+    # 0.322 / 0.313 without it, 0.444 / 0.352 with it; ocemotion quick acc 0.462 -> 0.476 (benchmarks/NOTES.md)
     Row("cecps8_e5_sigmoid", "cecps8 (8-label)", "e5_small, multilabel=sigmoid",
         [*E5, "data=cecps8", "data.path={data}/ren_cecps_8label", "model.head_lr=1e-3", "trainer.max_epochs=3"],
-        SEED_FOUR,
-        "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50", quick=PRETRAINED_QUICK, seeds=(42,)),
+        SEED_FOUR, "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50", quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("cecps8_e5_ovr", "cecps8 (8-label)", "e5_small, multilabel=one_vs_rest",
         [*E5, "data=cecps8", "data.path={data}/ren_cecps_8label", "model.multilabel=one_vs_rest",
          "model.head_lr=1e-3", "trainer.max_epochs=3"], SEED_FOUR,

@@ -169,7 +169,8 @@ def write(args, jobs: dict[str, dict], out: Path) -> None:
     best = max(jobs[name]["samples_per_s"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
     examples = f"{args.limit_train} training examples (limit)" if args.limit_train else "all training examples"
     lines = [f"Training speed, {args.model}, {examples}, {args.epochs} epoch(s), max_length {args.max_length},"
-             f" batch {args.batch_size}, lr {args.lr}, 2 CPU cores; one command: `python benchmarks/speed_bench.py --model {args.model}"
+             f" batch {args.batch_size}, lr {args.lr}, 2 CPU cores; one command:"
+             f" `python benchmarks/speed_bench.py --model {args.model}"
              f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
              f"{'' if args.jobs == JOBS else ' --jobs ' + ','.join(args.jobs)}"
              f"{f' --out {args.out}' if args.out else ''}`.", "",

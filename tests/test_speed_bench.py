@@ -36,3 +36,13 @@ def test_table_ratios_and_accuracy_gap_against_the_trainers_best(tmp_path: Path)
     assert rows["senti_lit"][2:4] == ["2.00", "1.25"]          # × run_classification style, × the Trainer's best
     assert rows["senti_lit"][6].rstrip(" |") == "+0.3"       # within ±0.5 point: equal accuracy
     assert rows["trainer_default"][6].rstrip(" |") == "-1.0"
+
+
+def test_table_header_says_all_examples_when_no_limit_is_set(tmp_path: Path):
+    job = {"samples_per_s": 5.0, "test/acc": 0.8, "test/macro_f1": 0.79, "command": "python x"}
+    jobs = {"trainer_default": job, "trainer_best_fp32": job, "senti_lit": job}
+    args = argparse.Namespace(model="mini_bert", epochs=2, max_length=128, batch_size=32, lr=5e-5, limit_train=0,
+                              jobs=list(jobs), out=None)
+    write(args, jobs, tmp_path / "speed.md")
+    header = (tmp_path / "speed.md").read_text(encoding="utf-8").splitlines()[0]
+    assert "mini_bert, all training examples, 2 epoch(s)" in header and "--limit-train" not in header
