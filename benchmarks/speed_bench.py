@@ -9,11 +9,12 @@ Jobs, each a fresh process, one after another:
   trainer_best         the Trainer at its best as the issue defines it: dynamic padding, group_by_length, bf16
   trainer_best_fp32    the same in fp32 (on this CPU bf16 is slower, so this is the Trainer's real best here)
   senti_lit            python -m senti_lit.train: its defaults (dynamic padding, length-grouped batches, fused
-                       AdamW, fp32 on CPU)
+                       AdamW, fp32 on CPU), without checkpoints, as the Trainer runs here (save_strategy="no")
   senti_lit -length    ablation: data.length_grouped=false
   senti_lit -fused     ablation: model.optimizer.fused=false (torch's foreach AdamW)
   senti_lit -keep_mem  ablation: keep_freed_memory=false (glibc returns big freed blocks to the OS)
   senti_lit +bf16      ablation: trainer.precision=bf16-mixed
+  senti_lit +ckpt      ablation: Lightning's default checkpoint at every epoch's end (weights + AdamW state)
 "× Trainer at its best" divides by the faster of trainer_best and trainer_best_fp32.
 samples/s = training examples x epochs / training wall time (the Trainer's train(), senti_lit's fit: validation
 is off on both sides so that only training is timed). Test accuracy on the same test split shows the speed is
@@ -46,9 +47,13 @@ DATA = {"e5": ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_
 MODEL = {"e5": ["model=e5_small", "model.backbone.path={e5}"], "mini_bert": ["model.mlm_warmup.epochs=0"]}
 
 
-SENTI_JOBS = {"senti_lit": [], "senti_lit -length": ["data.length_grouped=false"],
-              "senti_lit -fused": ["model.optimizer.fused=false"], "senti_lit -keep_mem": ["keep_freed_memory=false"],
-              "senti_lit +bf16": ["trainer.precision=bf16-mixed"]}
+# the Trainer saves nothing (save_strategy="no"); neither does senti_lit, except in the +ckpt ablation, which shows
+# what writing a checkpoint (weights + AdamW state) at every epoch costs
+NO_CKPT = "+trainer.enable_checkpointing=false"
+SENTI_JOBS = {"senti_lit": [NO_CKPT], "senti_lit -length": [NO_CKPT, "data.length_grouped=false"],
+              "senti_lit -fused": [NO_CKPT, "model.optimizer.fused=false"],
+              "senti_lit -keep_mem": [NO_CKPT, "keep_freed_memory=false"],
+              "senti_lit +bf16": [NO_CKPT, "trainer.precision=bf16-mixed"], "senti_lit +ckpt": []}
 JOBS = ["trainer_default", "trainer_best", "trainer_best_fp32", *SENTI_JOBS]
 
 
