@@ -19,8 +19,10 @@ def test_jobs_subset_keeps_the_canonical_order_and_refuses_what_the_ratios_lack(
                                                                       "senti_lit"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown job"):
         job_list("trainer_default,senti_lit,trainer_best,senti_lit -typo")
-    with pytest.raises(argparse.ArgumentTypeError, match="needs trainer_default"):
-        job_list("trainer_best,senti_lit")
+    with pytest.raises(argparse.ArgumentTypeError, match="needs senti_lit and trainer_best"):
+        job_list("trainer_default,senti_lit")
+    with pytest.raises(argparse.ArgumentTypeError, match="needs senti_lit"):
+        job_list("trainer_default,trainer_best")
 
 
 def test_table_ratios_and_accuracy_gap_against_the_trainers_best(tmp_path: Path):
@@ -57,3 +59,14 @@ def test_senti_lit_jobs_save_no_checkpoint_like_the_trainer_except_the_ckpt_abla
         cfg = compose("train", overrides=["callbacks=none", *SENTI_JOBS[name]])
     # the Trainer runs with save_strategy="no"; Lightning checkpoints every epoch unless told not to
     assert cfg.trainer.get("enable_checkpointing", True) is (name == "senti_lit +ckpt")
+
+
+def test_without_trainer_default_the_run_classification_column_is_blank(tmp_path: Path):
+    jobs = {name: {"samples_per_s": speed, "test/acc": 0.9, "test/macro_f1": 0.88, "command": "python x"}
+            for name, speed in (("trainer_best_fp32", 8.0), ("senti_lit", 9.0))}
+    args = argparse.Namespace(model="e5", epochs=3, max_length=128, batch_size=32, lr=5e-5, limit_train=1200,
+                              jobs=job_list("trainer_best_fp32,senti_lit"), out=None)
+    write(args, jobs, tmp_path / "speed.md")
+    row = next(line for line in (tmp_path / "speed.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| senti_lit |")).split(" | ")
+    assert row[2:4] == ["—", "1.12"]
