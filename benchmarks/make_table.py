@@ -80,8 +80,10 @@ def render(rows: list[dict[str, str]]) -> str:
 
 # tables other scripts write (each says how it was made), shown under the accuracy table when present
 SECTIONS = [("Training speed vs transformers.Trainer: e5_small", "speed_results_e5.md"),
-            ("Training speed vs transformers.Trainer: e5_small, 3 epochs (both converge: equal accuracy)",
-             "speed_results_e5_3ep.md"),
+            ("Training speed vs transformers.Trainer: e5_small, 3 epochs (both converge: equal accuracy; "
+             "senti_lit writing a checkpoint every epoch, the Trainer none)", "speed_results_e5_3ep.md"),
+            ("Training speed vs transformers.Trainer: e5_small, 3 epochs, neither side writing checkpoints",
+             "speed_results_e5_3ep_nockpt.md"),
             ("Training speed vs transformers.Trainer: mini_bert", "speed_results_mini_bert.md"),
             ("Batch prediction vs transformers.pipeline", "predict_results.md"),
             ("Parameters and artifact sizes per method", "param_results.md"),

@@ -31,6 +31,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,7 @@ def write(args, jobs: dict[str, dict], out: Path) -> None:
              f" batch {args.batch_size}, lr {args.lr}, 2 CPU cores; one command:"
              f" `python benchmarks/speed_bench.py --model {args.model}"
              f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
-             f"{'' if args.jobs == JOBS else ' --jobs ' + ','.join(args.jobs)}"
+             f"{'' if args.jobs == JOBS else ' --jobs ' + shlex.quote(','.join(args.jobs))}"
              f"{f' --out {args.out}' if args.out else ''}`.", "",
              "| job | samples/s | × Trainer (run_classification style) | × Trainer at its best | test acc | "
              "test macro-F1 | acc − Trainer's best acc (points; ±0.5 = equal accuracy) |",

@@ -65,8 +65,11 @@ def test_without_trainer_default_the_run_classification_column_is_blank(tmp_path
     jobs = {name: {"samples_per_s": speed, "test/acc": 0.9, "test/macro_f1": 0.88, "command": "python x"}
             for name, speed in (("trainer_best_fp32", 8.0), ("senti_lit", 9.0))}
     args = argparse.Namespace(model="e5", epochs=3, max_length=128, batch_size=32, lr=5e-5, limit_train=1200,
-                              jobs=job_list("trainer_best_fp32,senti_lit"), out=None)
+                              jobs=job_list("trainer_best_fp32,senti_lit,senti_lit +ckpt"), out=None)
+    jobs["senti_lit +ckpt"] = {**jobs["senti_lit"], "samples_per_s": 8.4}
     write(args, jobs, tmp_path / "speed.md")
-    row = next(line for line in (tmp_path / "speed.md").read_text(encoding="utf-8").splitlines()
-               if line.startswith("| senti_lit |")).split(" | ")
+    text = (tmp_path / "speed.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| senti_lit |")).split(" | ")
     assert row[2:4] == ["—", "1.12"]
+    # a job name with a space is quoted, so the command in the header can be pasted into a shell
+    assert "--jobs 'trainer_best_fp32,senti_lit,senti_lit +ckpt'" in text
