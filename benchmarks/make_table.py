@@ -84,6 +84,7 @@ SECTIONS = [("Training speed vs transformers.Trainer: e5_small", "speed_results_
              "senti_lit writing a checkpoint every epoch, the Trainer none)", "speed_results_e5_3ep.md"),
             ("Training speed vs transformers.Trainer: e5_small, 3 epochs, neither side writing checkpoints",
              "speed_results_e5_3ep_nockpt.md"),
+            ("The same, repeated (trainer_best_fp32 and senti_lit only)", "speed_results_e5_3ep_nockpt_repeat.md"),
             ("Training speed vs transformers.Trainer: mini_bert", "speed_results_mini_bert.md"),
             ("Batch prediction vs transformers.pipeline", "predict_results.md"),
             ("Parameters and artifact sizes per method", "param_results.md"),
