@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from hydra import compose, initialize_config_dir  # noqa: E402
-from speed_bench import JOBS, SENTI_JOBS, job_list, write  # noqa: E402
+from speed_bench import JOBS, SENTI_JOBS, job_list, job_overrides, write  # noqa: E402
 
 from senti_lit.config import CONFIG_DIR  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_table_header_says_all_examples_when_no_limit_is_set(tmp_path: Path):
 @pytest.mark.parametrize("name", sorted(SENTI_JOBS))
 def test_senti_lit_jobs_save_no_checkpoint_like_the_trainer_except_the_ckpt_ablation(name: str):
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["callbacks=none", *SENTI_JOBS[name]])
+        cfg = compose("train", overrides=["callbacks=none", *job_overrides(name)])
     # the Trainer runs with save_strategy="no"; Lightning checkpoints every epoch unless told not to
     assert cfg.trainer.get("enable_checkpointing", True) is (name == "senti_lit +ckpt")
 
