@@ -131,6 +131,22 @@ def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_m
         assert torch.equal(fresh(batch["input_ids"], batch["attention_mask"]), logits)
 
 
+def test_lora_on_every_linear_layer(local_models: dict[str, Path], tmp_path: Path):
+    """`target_modules=[query,key,value,dense]` (the htl_e5_lora_all benchmark row): peft matches "dense" as a
+    name suffix, so the attention output and both feed-forward layers get LoRA too; nothing else in the encoder is
+    a Linear left un-adapted."""
+    import peft
+
+    model, _ = classifier("bert_lora", local_models, tmp_path, "model.method.target_modules=[query,key,value,dense]")
+    linear = {name.removesuffix(".base_layer") for name, m in model.backbone.named_modules()
+              if isinstance(m, torch.nn.Linear) and ".encoder." in f".{name}" and "lora_" not in name}
+    adapted = {name for name, m in model.backbone.named_modules() if isinstance(m, peft.tuners.lora.LoraLayer)}
+    assert len(adapted) == 6 * TINY["bert"]["num_hidden_layers"]
+    assert linear == adapted
+    default, _ = classifier("bert_lora", local_models, tmp_path / "default")
+    assert sum(isinstance(m, peft.tuners.lora.LoraLayer) for m in default.backbone.modules()) == 2 * 2
+
+
 # The seeds' reported trainable shares (issue 4) and what the real architectures give.
 SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0.0, 0.0001),
           "gpt2_lora": (0.003, 0.012), "bert_lora": (0.001, 0.01), "gpt2_adapter": (0.008, 0.04),
