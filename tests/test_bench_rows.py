@@ -40,4 +40,3 @@ def test_every_run_of_a_row_composes(row, mode):
                 assert cfg.model.backbone.path == str(PRETRAINED)
         if row.pretrain:
             compose("pretrain", overrides=pretrain_args(row, mode, DATA))
-
