@@ -7,7 +7,9 @@
 3. the most expensive ops of one e5_small training step (torch.profiler), which is where `aten::fill_` of the
    250k x 384 embedding gradient shows up (why keep_freed_memory exists);
 4. Lightning's own cost per training step, and what `self.log` of the step loss and a torchmetrics update add to
-   it, on a model too small to hide them (why mini_bert trains only as fast as the Trainer, not faster).
+   it, on a model too small to hide them;
+5. dropout: torch's per-element `bernoulli_` mask vs `senti_lit.models.fast_dropout` (16 random bits an element),
+   alone and in a mini_bert-sized forward + backward step (why `fast_dropout: true` is the default).
 
     python benchmarks/cpu_kernels.py --sections overhead     # one section only
 """
@@ -112,10 +114,36 @@ def step_overhead(steps: int = 400) -> None:
     torch.set_num_threads(threads)
 
 
+def dropout_masks() -> None:
+    import torch.nn.functional as F
+    from transformers import BertConfig, BertModel
+
+    from senti_lit.models.fast_dropout import cpu_fast_dropout, fast_dropout
+
+    x = torch.randn(32, 96, 128)
+    print("\n| dropout p 0.2 of a 32 x 96 x 128 tensor | ms |\n|---|---|")
+    print(f"| torch F.dropout (bernoulli_ mask) | {ms(lambda: F.dropout(x, 0.2), 50):.2f} |")
+    print(f"| fast_dropout | {ms(lambda: fast_dropout(x, 0.2), 50):.2f} |")
+    config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=512, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.1)
+    model = BertModel(config, add_pooling_layer=False).train()
+    ids, mask = torch.randint(5, 8000, (32, 96)), torch.ones(32, 96, dtype=torch.long)
+    mask[:16, 48:] = 0  # half the texts are half as long: padding, as in a real batch
+
+    def step() -> None:
+        model(input_ids=ids, attention_mask=mask).last_hidden_state.mean().backward()
+
+    print("\n| mini_bert forward + backward, batch 32 x 96 tokens | ms |\n|---|---|")
+    for _ in range(2):  # twice, alternating, so that drift of the machine shows
+        print(f"| torch dropout | {ms(step, 30):.1f} |")
+        with cpu_fast_dropout(model):
+            print(f"| fast_dropout | {ms(step, 30):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small")
-    parser.add_argument("--sections", default="matmuls,adamw,profile,overhead")
+    parser.add_argument("--sections", default="matmuls,adamw,profile,overhead,dropout")
     args = parser.parse_args()
     sections = args.sections.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -131,6 +159,8 @@ def main() -> None:
             adamw(model)
         if "profile" in sections:
             profile_step(model)
+    if "dropout" in sections:
+        dropout_masks()
     if "overhead" in sections:
         step_overhead()
 

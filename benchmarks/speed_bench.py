@@ -2,7 +2,7 @@
 model, texts, max_length, batch size, epochs, learning rate and warm-up, in one command (same machine, same minutes).
 
     python benchmarks/speed_bench.py --model e5 --limit-train 1500 --epochs 2
-    python benchmarks/speed_bench.py --model mini_bert --epochs 1
+    python benchmarks/speed_bench.py --model mini_bert --epochs 2 --repeat 3
 
 Jobs, each a fresh process, one after another:
   trainer_default      the Trainer as run_classification.py runs it: every text padded to max_length, fp32
@@ -13,12 +13,15 @@ Jobs, each a fresh process, one after another:
   senti_lit -length    ablation: data.length_grouped=false
   senti_lit -fused     ablation: model.optimizer.fused=false (torch's foreach AdamW)
   senti_lit -keep_mem  ablation: keep_freed_memory=false (glibc returns big freed blocks to the OS)
+  senti_lit -fast_dropout  ablation: fast_dropout=false (torch's per-element bernoulli_ dropout masks)
   senti_lit +bf16      ablation: trainer.precision=bf16-mixed
   senti_lit +ckpt      ablation: Lightning's default checkpoint at every epoch's end (weights + AdamW state)
 "× Trainer at its best" divides by the faster of trainer_best and trainer_best_fp32.
 samples/s = training examples x epochs / training wall time (the Trainer's train(), senti_lit's fit: validation
 is off on both sides so that only training is timed). Test accuracy on the same test split shows the speed is
 not bought with accuracy; the last column says whether it is equal accuracy (±0.5 point of the Trainer's best).
+Timings on this machine move by several percent from one minute to the next: --repeat N runs every job N times,
+in rounds, and the table shows each job's median run (and every run's samples/s).
 Writes benchmarks/speed_results_<model>.md (--out elsewhere). --jobs runs a subset, e.g. a schedule long enough
 for the Trainer to converge without the ablations:
 
@@ -50,7 +53,8 @@ MODEL = {"e5": ["model=e5_small", "model.backbone.path={e5}"], "mini_bert": ["mo
 
 SENTI_JOBS = {"senti_lit": [], "senti_lit -length": ["data.length_grouped=false"],
               "senti_lit -fused": ["model.optimizer.fused=false"], "senti_lit -keep_mem": ["keep_freed_memory=false"],
-              "senti_lit +bf16": ["trainer.precision=bf16-mixed"], "senti_lit +ckpt": []}
+              "senti_lit -fast_dropout": ["fast_dropout=false"], "senti_lit +bf16": ["trainer.precision=bf16-mixed"],
+              "senti_lit +ckpt": []}
 JOBS = ["trainer_default", "trainer_best", "trainer_best_fp32", *SENTI_JOBS]
 
 
@@ -131,8 +135,8 @@ def trainer_job(args, train: Path, test: Path, model: str, extra: list[str]) -> 
     return result
 
 
-def senti_job(args, folder: Path, name: str, extra: list[str]) -> dict:
-    run_dir = folder / name.replace(" ", "_")
+def senti_job(args, folder: Path, name: str, extra: list[str], round_: int = 0) -> dict:
+    run_dir = folder / f"{name.replace(' ', '_')}_{round_}"
     overrides = [*common(args), "callbacks=none", "+trainer.limit_val_batches=0", "calibrate.temperature=false",
                  "calibrate.thresholds=false", "+trainer.enable_progress_bar=false", *extra]
     run([sys.executable, "-m", "senti_lit.train", *overrides, f"hydra.run.dir={run_dir}"])
@@ -155,6 +159,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--jobs", type=job_list, default=JOBS, help=f"comma-separated subset of {','.join(JOBS)}")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every job this many times, in rounds; the table shows each job's median run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.data, args.e5 = args.data.resolve(), args.e5.resolve()
@@ -162,14 +168,26 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix=f"speed_{args.model}_"))
     train, test, model = prepare(args, folder)
     best = ["--padding", "dynamic", "--group-by-length"]
-    plan = {"trainer_default": lambda: trainer_job(args, train, test, model, ["--padding", "max_length"]),
-            "trainer_best": lambda: trainer_job(args, train, test, model, [*best, "--bf16"]),
-            "trainer_best_fp32": lambda: trainer_job(args, train, test, model, best),
-            **{name: (lambda name=name: senti_job(args, folder, name, job_overrides(name))) for name in SENTI_JOBS}}
-    jobs = {name: plan[name]() for name in args.jobs}
+    plan = {"trainer_default": lambda r: trainer_job(args, train, test, model, ["--padding", "max_length"]),
+            "trainer_best": lambda r: trainer_job(args, train, test, model, [*best, "--bf16"]),
+            "trainer_best_fp32": lambda r: trainer_job(args, train, test, model, best),
+            **{name: (lambda r, name=name: senti_job(args, folder, name, job_overrides(name), r))
+               for name in SENTI_JOBS}}
+    # rounds: every job once per round, so that a slow minute of the machine hits all jobs alike
+    runs: dict[str, list[dict]] = {name: [] for name in args.jobs}
+    for round_ in range(args.repeat):
+        for name in args.jobs:
+            runs[name].append(plan[name](round_))
+    jobs = {name: median_run(results) for name, results in runs.items()}
     for name, job in jobs.items():
         print(name, {k: v for k, v in job.items() if k != "command"})
     write(args, jobs, args.out or HERE / f"speed_results_{args.model}.md")
+
+
+def median_run(results: list[dict]) -> dict:
+    """The run with the median speed (the slower middle one of an even count), with every run's samples/s."""
+    ranked = sorted(results, key=lambda r: r["samples_per_s"])
+    return {**ranked[(len(ranked) - 1) // 2], "runs": [r["samples_per_s"] for r in results]}
 
 
 def write(args, jobs: dict[str, dict], out: Path) -> None:
@@ -181,6 +199,7 @@ def write(args, jobs: dict[str, dict], out: Path) -> None:
              f" `python benchmarks/speed_bench.py --model {args.model}"
              f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
              f"{'' if args.jobs == JOBS else ' --jobs ' + shlex.quote(','.join(args.jobs))}"
+             f"{f' --repeat {args.repeat}' if getattr(args, 'repeat', 1) > 1 else ''}"
              f"{f' --out {args.out}' if args.out else ''}`.", "",
              "| job | samples/s | × Trainer (run_classification style) | × Trainer at its best | test acc | "
              "test macro-F1 | acc − Trainer's best acc (points; ±0.5 = equal accuracy) |",
@@ -188,7 +207,10 @@ def write(args, jobs: dict[str, dict], out: Path) -> None:
     best_acc = max(jobs[name]["test/acc"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
     for name, job in jobs.items():
         vs_base = "—" if base is None else f"{job['samples_per_s'] / base:.2f}"
-        lines.append(f"| {name} | {job['samples_per_s']:.1f} | {vs_base} | "
+        speed = f"{job['samples_per_s']:.1f}"
+        if len(job.get("runs", [])) > 1:
+            speed += f" (median of {', '.join(f'{r:.1f}' for r in job['runs'])})"
+        lines.append(f"| {name} | {speed} | {vs_base} | "
                      f"{job['samples_per_s'] / best:.2f} | {job['test/acc']:.4f} | {job['test/macro_f1']:.4f} | "
                      f"{100 * (job['test/acc'] - best_acc):+.1f} |")
     lines += ["", "Commands:", ""] + [f"- {name}: `{job['command']}`" for name, job in jobs.items()]

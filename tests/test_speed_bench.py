@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from hydra import compose, initialize_config_dir  # noqa: E402
-from speed_bench import JOBS, SENTI_JOBS, job_list, job_overrides, write  # noqa: E402
+from speed_bench import JOBS, SENTI_JOBS, job_list, job_overrides, median_run, write  # noqa: E402
 
 from senti_lit.config import CONFIG_DIR  # noqa: E402
 
@@ -73,3 +73,20 @@ def test_without_trainer_default_the_run_classification_column_is_blank(tmp_path
     assert row[2:4] == ["—", "1.12"]
     # a job name with a space is quoted, so the command in the header can be pasted into a shell
     assert "--jobs 'trainer_best_fp32,senti_lit,senti_lit +ckpt'" in text
+
+
+def test_repeated_jobs_report_their_median_run_and_every_run(tmp_path: Path):
+    def run(speed: float, acc: float) -> dict:
+        return {"samples_per_s": speed, "test/acc": acc, "test/macro_f1": acc, "command": "python x"}
+
+    jobs = {"trainer_best_fp32": median_run([run(600.0, 0.70), run(640.0, 0.70), run(580.0, 0.70)]),
+            "senti_lit": median_run([run(700.0, 0.72), run(760.0, 0.73), run(720.0, 0.71), run(900.0, 0.72)])}
+    assert jobs["trainer_best_fp32"]["samples_per_s"] == 600.0 and jobs["trainer_best_fp32"]["runs"] == [600, 640, 580]
+    assert jobs["senti_lit"]["samples_per_s"] == 720.0 and jobs["senti_lit"]["test/acc"] == 0.71  # that run's acc
+    args = argparse.Namespace(model="mini_bert", epochs=2, max_length=128, batch_size=32, lr=5e-5, limit_train=0,
+                              jobs=list(jobs), out=None, repeat=4)
+    write(args, jobs, tmp_path / "speed.md")
+    text = (tmp_path / "speed.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| senti_lit |")).split(" | ")
+    assert row[1] == "720.0 (median of 700.0, 760.0, 720.0, 900.0)" and row[3] == "1.20"
+    assert "--repeat 4" in text.splitlines()[0]

@@ -19,6 +19,7 @@ from senti_lit.data.encoding import encode
 from senti_lit.data.sources import DataError, read_lines
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
+from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.models.mlm import MaskedLM, mlm_collator
 from senti_lit.train import instantiate_group
 from senti_lit.utils import keep_freed_memory, plain, quiet_known_warnings, write_json
@@ -100,7 +101,8 @@ def pretrain(cfg: DictConfig) -> Path:
     module = MaskedLM(backbone, lr=m.lr, weight_decay=m.weight_decay, warmup_ratio=m.warmup_ratio)
     trainer = instantiate(cfg.trainer, max_epochs=m.epochs, enable_checkpointing=False,
                           logger=instantiate_group(cfg.logger))
-    trainer.fit(module, train_dataloaders=loader)
+    with fast_dropout_if(cfg.get("fast_dropout", False), module):
+        trainer.fit(module, train_dataloaders=loader)
     target = out / "pretrained"
     if trainer.is_global_zero:
         backbone.save_pretrained(target)

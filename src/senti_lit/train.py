@@ -29,6 +29,7 @@ from senti_lit.data.prompts import chat_prompt
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.data.vocabulary import add_whole_words, init_whole_words
 from senti_lit.models.backbone import build_backbone
+from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.models.methods import apply_method
 from senti_lit.models.mlm import MaskedLM, mlm_collator
 from senti_lit.resume import AtomicCheckpointIO, RngState, resume_checkpoint
@@ -58,8 +59,9 @@ def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> N
         logger=L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
                                                   default_hp_metric=False),
     )
-    trainer.fit(module, train_dataloaders=datamodule.unlabelled_train_loader(
-        w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
+    with fast_dropout_if(cfg.get("fast_dropout", False), module):
+        trainer.fit(module, train_dataloaders=datamodule.unlabelled_train_loader(
+            w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
 
 
 def prepare_data(cfg: DictConfig):
@@ -186,7 +188,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(flat_config(cfg))
 
     fit_start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with fast_dropout_if(cfg.get("fast_dropout", False), model):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - fit_start
     last_monitored = trainer.callback_metrics.get(cfg.monitor.metric)  # trainer.test() clears it
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
