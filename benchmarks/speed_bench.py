@@ -77,6 +77,12 @@ def job_list(text: str) -> list[str]:
     return [j for j in JOBS if j in jobs]
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def common(args: argparse.Namespace) -> list[str]:
     """Settings both sides share, as senti_lit overrides."""
     fill = {"data": args.data, "e5": args.e5}
@@ -159,7 +165,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--jobs", type=job_list, default=JOBS, help=f"comma-separated subset of {','.join(JOBS)}")
-    parser.add_argument("--repeat", type=int, default=1,
+    parser.add_argument("--repeat", type=positive, default=1,
                         help="run every job this many times, in rounds; the table shows each job's median run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

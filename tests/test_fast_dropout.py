@@ -41,10 +41,21 @@ def test_kept_elements_are_scaled_and_the_gradient_follows_the_mask():
     assert torch.allclose(y[kept], x[kept] / 0.75)
     y.sum().backward()
     assert torch.allclose(x.grad, kept.float() / 0.75)
-    # evaluation and p = 0 leave the input alone; p = 1 drops everything, as F.dropout does
+    # evaluation and p = 0 leave the input alone; p = 1 (or within 2^-17 of it) drops everything, as F.dropout does
     assert torch.equal(fd.fast_dropout(x, 0.25, training=False), x)
     assert torch.equal(fd.fast_dropout(x, 0.0), x)
     assert torch.count_nonzero(fd.fast_dropout(x, 1.0)) == 0
+    assert torch.count_nonzero(fd.fast_dropout(x, 1 - 2**-18)) == 0
+
+
+def test_kept_elements_are_scaled_by_the_rounded_keep_rate():
+    # p = 0.1 drops 6554 of the 65536 16-bit values: the expected output is x exactly when kept ones are scaled
+    # by 65536 / 58982, not by 1 / 0.9
+    torch.manual_seed(0)
+    x = torch.ones(1000, 100)
+    y = fd.fast_dropout(x, 0.1)
+    assert fd.drop_count(0.1) == 6554
+    assert torch.allclose(y[y != 0], torch.tensor(65536 / 58982))
 
 
 class Attn(nn.Module):
@@ -81,6 +92,44 @@ def test_attention_computes_sdpa_attention(case: str, monkeypatch: pytest.Monkey
     assert torch.allclose(got, expected / 0.8, atol=1e-5)
 
 
+def test_attention_under_bf16_autocast_is_computed_in_fp32_as_sdpa_does(monkeypatch: pytest.MonkeyPatch):
+    torch.manual_seed(0)
+    module = Attn(False)
+    # scores large enough that rounding them to bf16 before the softmax shows (by ~0.14 here)
+    query, key, value = (4 * torch.randn(2, 4, 16, 8)).bfloat16(), (4 * torch.randn(2, 4, 16, 8)).bfloat16(), \
+        torch.randn(2, 4, 16, 8).bfloat16()
+    pad = torch.ones(2, 1, 16, 16, dtype=torch.bool)
+    pad[0, ..., 9:] = False
+    expected, _ = sdpa_attention_forward(module.eval(), query, key, value, pad, dropout=0.0)
+    monkeypatch.setattr(fd, "keep_mask", lambda shape, p, device: torch.ones(shape, dtype=torch.bool))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = fd.attention(module.train(), query, key, value, pad, dropout=0.2)
+    assert got.dtype == torch.bfloat16
+    # the same up to bf16 rounding of the result itself
+    assert (got.float() - expected.float() / 0.8).abs().max() < 0.04
+
+
+def test_a_row_with_no_key_to_attend_to_outputs_zeros_as_sdpa_does(monkeypatch: pytest.MonkeyPatch):
+    torch.manual_seed(0)
+    module = Attn(False)
+    query, key, value = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8)
+    mask = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    mask[0, 0, 1] = False  # the second query may attend to no key (left padding, a custom 4D mask)
+    expected, _ = sdpa_attention_forward(module.eval(), query, key, value, mask, dropout=0.0)
+    monkeypatch.setattr(fd, "keep_mask", lambda shape, p, device: torch.ones(shape, dtype=torch.bool))
+    got, _ = fd.attention(module.train(), query, key, value, mask, dropout=0.2)
+    assert torch.count_nonzero(got[:, 1]) == 0
+    assert torch.allclose(got, torch.nan_to_num(expected) / 0.8, atol=1e-5)
+
+
+def test_more_keys_than_queries_stays_with_sdpa(monkeypatch: pytest.MonkeyPatch):
+    calls = []
+    monkeypatch.setattr(fd, "sdpa_attention_forward", lambda *a, **k: calls.append(a[2].shape) or (None, None))
+    module = Attn(True).train()
+    fd.attention(module, torch.randn(1, 2, 1, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8), None, dropout=0.1)
+    assert calls == [torch.Size([1, 2, 5, 8])]
+
+
 def tiny(model_type: str) -> nn.Module:
     if model_type == "bert":
         return BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
@@ -112,3 +161,21 @@ def test_switched_back_on_errors_too():
         raise RuntimeError("fit failed")
     assert model.config._attn_implementation == "sdpa"
     assert all(type(m) is nn.Dropout for m in model.modules() if isinstance(m, nn.Dropout))
+
+
+def test_sub_configs_keep_their_own_attention_setting():
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": 50},
+                        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "image_size": 8, "patch_size": 4})
+    model = CLIPModel(config)
+    model.config.text_config._attn_implementation_internal = "eager"  # as a user may set one part
+    settings = lambda: (model.config._attn_implementation_internal,  # noqa: E731
+                        model.config.text_config._attn_implementation_internal,
+                        model.config.vision_config._attn_implementation_internal)
+    assert settings() == ("sdpa", "eager", "sdpa")
+    with fd.cpu_fast_dropout(model):
+        assert settings() == (fd.ATTENTION, "eager", fd.ATTENTION)
+    assert settings() == ("sdpa", "eager", "sdpa")

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from hydra import compose, initialize_config_dir  # noqa: E402
-from speed_bench import JOBS, SENTI_JOBS, job_list, job_overrides, median_run, write  # noqa: E402
+from speed_bench import JOBS, SENTI_JOBS, job_list, job_overrides, median_run, positive, write  # noqa: E402
 
 from senti_lit.config import CONFIG_DIR  # noqa: E402
 
@@ -90,3 +90,7 @@ def test_repeated_jobs_report_their_median_run_and_every_run(tmp_path: Path):
     row = next(line for line in text.splitlines() if line.startswith("| senti_lit |")).split(" | ")
     assert row[1] == "720.0 (median of 700.0, 760.0, 720.0, 900.0)" and row[3] == "1.20"
     assert "--repeat 4" in text.splitlines()[0]
+    assert positive("3") == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="whole number >= 1"):
+            positive(bad)

@@ -25,15 +25,21 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "senti_lit_sdpa"  # transformers' sdpa, with this dropout on attention probabilities in training
-_BITS = 16
+_SPAN = 2**16  # random values per element: p is rounded to a multiple of 1/65536
+
+
+def drop_count(p: float) -> int:
+    """How many of the 65536 16-bit values drop an element: round(p * 65536)."""
+    return round(p * _SPAN)
 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """A boolean mask of `shape`, each element False (dropped) with probability p, independently."""
+    """A boolean mask of `shape`, each element False (dropped) with probability drop_count(p) / 65536,
+    independently."""
     n = math.prod(shape)
     # random_(-2**63, None) draws all 64 bits (plain random_() leaves the sign bit 0)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, None)
-    threshold = round(p * 2**_BITS) - 2**(_BITS - 1)  # P(int16 < threshold) = p
+    threshold = drop_count(p) - _SPAN // 2  # P(int16 < threshold) = drop_count(p) / 65536
     return (words.view(torch.int16)[:n] >= threshold).view(shape)
 
 
@@ -54,9 +60,11 @@ class _ScaledMask(torch.autograd.Function):
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """`F.dropout`, with the cheaper mask for CPU tensors."""
-    if not training or p <= 0 or p >= 1 or x.device.type != "cpu":
+    dropped = drop_count(p)
+    if not training or not 0 < dropped < _SPAN or x.device.type != "cpu":  # p within 2^-17 of 0 or 1: torch's
         return F.dropout(x, p, training)
-    return _ScaledMask.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+    # scaled by the rounded keep rate, so that the expected output is x exactly
+    return _ScaledMask.apply(x, keep_mask(x.shape, p, x.device), _SPAN / (_SPAN - dropped))
 
 
 class FastDropout(nn.Dropout):
@@ -70,25 +78,33 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
               attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
               is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers' sdpa attention. In CPU training with attention dropout, torch's sdpa falls back to its math
-    kernel with `bernoulli_` masks anyway; this runs the same math with `fast_dropout`'s mask."""
-    # what the math below does not do (T5-style position bias, paged caches, softcapping) stays with sdpa
+    kernel with `bernoulli_` masks anyway; this runs the same math (in fp32, as that kernel does, also under bf16
+    autocast; rows with every key masked attend to nothing) with `fast_dropout`'s mask."""
+    # what the math below does not do stays with sdpa: T5-style position bias, paged caches, softcapping, and
+    # more keys than queries (cached generation, where sdpa aligns the causal mask its own way)
     plain = any(kwargs.get(k) is not None for k in ("position_bias", "cache", "softcap"))
-    if plain or not module.training or dropout <= 0 or query.device.type != "cpu":
+    if (plain or not module.training or dropout <= 0 or query.device.type != "cpu"
+            or key.shape[2] != query.shape[2]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scores = query @ key.transpose(-2, -1) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
-    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    q_len, kv_len = query.shape[2], key.shape[2]
-    if attention_mask is None and causal and q_len > 1:
-        attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril(kv_len - q_len)
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    elif attention_mask is not None:
-        scores = scores + attention_mask
-    probs = fast_dropout(scores.softmax(dim=-1), dropout)
-    return (probs @ value).transpose(1, 2).contiguous(), None
+    length = query.shape[2]
+    with torch.autocast("cpu", enabled=False):
+        q, k, v = query.float(), repeat_kv(key, groups).float(), repeat_kv(value, groups).float()
+        scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scaling is None else scaling)
+        causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+        mask = attention_mask
+        if mask is None and causal and length > 1:
+            mask = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+        if mask is not None and mask.dtype == torch.bool:
+            probs = scores.masked_fill(~mask, torch.finfo(scores.dtype).min).softmax(dim=-1)
+            empty = ~mask.any(dim=-1, keepdim=True)
+            if empty.any():  # sdpa's safe softmax: a row with no key to attend to outputs zeros
+                probs = probs.masked_fill(empty, 0.0)
+        else:
+            probs = (scores if mask is None else scores + mask.float()).softmax(dim=-1)
+        out = fast_dropout(probs, dropout) @ v
+    return out.to(query.dtype).transpose(1, 2).contiguous(), None
 
 
 AttentionInterface.register(ATTENTION, attention)
@@ -100,21 +116,34 @@ def fast_dropout_if(enabled: bool, model: nn.Module):
     return cpu_fast_dropout(model) if enabled else nullcontext(0)
 
 
+def sdpa_configs(model: nn.Module) -> list:
+    """The configs (sub-configs included) of `model`'s transformers models that dispatch attention through
+    transformers' interface and are set to sdpa."""
+    found, stack = {}, [m.config for m in model.modules()
+                        if isinstance(m, PreTrainedModel) and type(m)._can_set_attn_implementation()]
+    while stack:
+        config = stack.pop()
+        if id(config) not in found:
+            found[id(config)] = config
+            stack += [getattr(config, key) for key in config.sub_configs if getattr(config, key, None) is not None]
+    # the private field: the public setter would also overwrite every sub-config with the same value
+    return [c for c in found.values() if c._attn_implementation_internal == "sdpa"]
+
+
 @contextmanager
 def cpu_fast_dropout(model: nn.Module) -> Iterator[int]:
     """Within the block, `model`'s dropout modules and sdpa attention use `fast_dropout`'s mask; yields how many
     dropout modules were switched. Everything is switched back on exit, also on errors."""
     dropouts = [m for m in model.modules() if type(m) is nn.Dropout]
-    configs = {id(m.config): m.config for m in model.modules() if isinstance(m, PreTrainedModel)}
-    sdpa = [c for c in configs.values() if c._attn_implementation == "sdpa"]
+    configs = sdpa_configs(model)
     for m in dropouts:
         m.__class__ = FastDropout
-    for c in sdpa:
-        c._attn_implementation = ATTENTION
+    for c in configs:
+        c._attn_implementation_internal = ATTENTION
     try:
         yield len(dropouts)
     finally:
         for m in dropouts:
             m.__class__ = nn.Dropout
-        for c in sdpa:
-            c._attn_implementation = "sdpa"
+        for c in configs:
+            c._attn_implementation_internal = "sdpa"
