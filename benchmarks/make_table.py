@@ -85,7 +85,11 @@ SECTIONS = [("Training speed vs transformers.Trainer: e5_small", "speed_results_
             ("Training speed vs transformers.Trainer: e5_small, 3 epochs, neither side writing checkpoints",
              "speed_results_e5_3ep_nockpt.md"),
             ("The same, repeated (trainer_best_fp32 and senti_lit only)", "speed_results_e5_3ep_nockpt_repeat.md"),
-            ("Training speed vs transformers.Trainer: mini_bert", "speed_results_mini_bert.md"),
+            ("The same, with fast CPU dropout (fast_dropout, and its ablation)",
+             "speed_results_e5_3ep_fast_dropout.md"),
+            ("Training speed vs transformers.Trainer: mini_bert (3 rounds, median run)", "speed_results_mini_bert.md"),
+            ("The same, repeated (3 more rounds; the Trainer's best in both precisions, senti_lit in both)",
+             "speed_results_mini_bert_repeat.md"),
             ("Batch prediction vs transformers.pipeline", "predict_results.md"),
             ("Parameters and artifact sizes per method", "param_results.md"),
             ("Data pipeline at scale", "data_results.md")]

@@ -4,8 +4,8 @@ Hand-written because no library has it: torch's CPU dropout draws each mask elem
 7.5 ns an element here, which made dropout ~30% of a from-scratch mini-BERT's forward + backward step. One 64-bit
 draw of torch's generator gives the random bits of four elements (16 bits each): every element is still dropped
 independently with probability p (rounded to a multiple of 1/65536) and kept ones are scaled by 1/(1-p), as
-`F.dropout` does. `python benchmarks/cpu_kernels.py --sections dropout`: 0.73 ms instead of 2.99 for p 0.2 of a
-32 x 96 x 128 tensor; a mini_bert forward + backward step 80-83 ms instead of 97-100.
+`F.dropout` does. `python benchmarks/cpu_kernels.py --sections dropout`: 0.70 ms instead of 3.01 for p 0.2 of a
+32 x 96 x 128 tensor; a mini_bert forward + backward step 77-89 ms instead of 93-100.
 
 `cpu_fast_dropout(model)` switches a model's `nn.Dropout` modules and the attention-probability dropout of its
 transformers backbones to it for the duration of a `with` block (training), and restores them afterwards, so that
