@@ -1,10 +1,10 @@
 """Dropout with a cheaper random mask for training on CPU.
 
 Hand-written because no library has it: torch's CPU dropout draws each mask element with `bernoulli_`, about
-7.5 ns an element here, which made dropout ~30% of a from-scratch mini-BERT's forward + backward step. One 64-bit
-draw of torch's generator gives the random bits of four elements (16 bits each): every element is still dropped
-independently with probability p (rounded to a multiple of 1/65536) and kept ones are scaled by 1/(1-p), as
-`F.dropout` does. `python benchmarks/cpu_kernels.py --sections dropout`: 0.70 ms instead of 3.01 for p 0.2 of a
+7.5 ns an element here, which made dropout about a quarter of a from-scratch mini-BERT's forward + backward
+step. One 64-bit draw of torch's generator gives the random bits of four elements (16 bits each): every element is
+still dropped independently, with probability p rounded to a multiple of 1/65536, and kept ones are scaled by
+1/(1 - that rounded p), so that the expected output is the input, as with `F.dropout`. `python benchmarks/cpu_kernels.py --sections dropout`: 0.70 ms instead of 3.01 for p 0.2 of a
 32 x 96 x 128 tensor; a mini_bert forward + backward step 77-89 ms instead of 93-100.
 
 `cpu_fast_dropout(model)` switches a model's `nn.Dropout` modules and the attention-probability dropout of its
