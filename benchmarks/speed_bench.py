@@ -9,12 +9,14 @@ Jobs, each a fresh process, one after another:
   trainer_best         the Trainer at its best as the issue defines it: dynamic padding, group_by_length, bf16
   trainer_best_fp32    the same in fp32 (on this CPU bf16 is slower, so this is the Trainer's real best here)
   senti_lit            python -m senti_lit.train: its defaults (dynamic padding, length-grouped batches, fused
-                       AdamW, fp32 on CPU), without checkpoints, as the Trainer runs here (save_strategy="no")
+                       AdamW; on this CPU fp32 for e5, bf16-mixed for mini_bert: its cpu_bf16), without
+                       checkpoints, as the Trainer runs here (save_strategy="no")
   senti_lit -length    ablation: data.length_grouped=false
   senti_lit -fused     ablation: model.optimizer.fused=false (torch's foreach AdamW)
   senti_lit -keep_mem  ablation: keep_freed_memory=false (glibc returns big freed blocks to the OS)
   senti_lit -fast_dropout  ablation: fast_dropout=false (torch's per-element bernoulli_ dropout masks)
   senti_lit +bf16      ablation: trainer.precision=bf16-mixed
+  senti_lit fp32       ablation: trainer.precision=32-true
   senti_lit +ckpt      ablation: Lightning's default checkpoint at every epoch's end (weights + AdamW state)
 "× Trainer at its best" divides by the faster of trainer_best and trainer_best_fp32.
 samples/s = training examples x epochs / training wall time (the Trainer's train(), senti_lit's fit: validation
@@ -54,7 +56,7 @@ MODEL = {"e5": ["model=e5_small", "model.backbone.path={e5}"], "mini_bert": ["mo
 SENTI_JOBS = {"senti_lit": [], "senti_lit -length": ["data.length_grouped=false"],
               "senti_lit -fused": ["model.optimizer.fused=false"], "senti_lit -keep_mem": ["keep_freed_memory=false"],
               "senti_lit -fast_dropout": ["fast_dropout=false"], "senti_lit +bf16": ["trainer.precision=bf16-mixed"],
-              "senti_lit +ckpt": []}
+              "senti_lit fp32": ["trainer.precision=32-true"], "senti_lit +ckpt": []}
 JOBS = ["trainer_default", "trainer_best", "trainer_best_fp32", *SENTI_JOBS]
 
 

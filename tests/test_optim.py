@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import compose_config, compose_train
 from senti_lit.data.labels import LabelSpace
 from senti_lit.models.classifier import SentimentClassifier
 from test_models import tiny_bert
@@ -80,13 +81,38 @@ def test_keep_freed_memory_keeps_a_big_freed_block_mapped():
 def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda(monkeypatch):
     from senti_lit.config import auto_precision
 
-    assert auto_precision("cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto_precision("cpu") == auto_precision("auto") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert auto_precision("auto") == auto_precision("gpu") == "bf16-mixed"
     assert auto_precision("cpu") == "32-true"  # an explicit CPU run on a GPU machine
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert auto_precision("gpu") == "32-true"  # V100/T4: trainer=gpu_fp16 is the fast choice there
+    assert auto_precision("auto", True) == "32-true"  # cpu_bf16 is about CPUs: a GPU without bf16 stays fp32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_models_train_in_bf16_only_on_cpus_that_have_it(monkeypatch, tmp_path, native):
+    """mini_bert declares cpu_bf16 (bf16 speeds it up); e5_small does not (bf16 slows its matmuls); a CPU
+    without native bf16 would emulate it, slowly: fp32. Checked through the composed trainer config."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    mini = compose_train(["model=mini_bert"], tmp_path)
+    assert mini.model.cpu_bf16 is True
+    assert mini.trainer.precision == ("bf16-mixed" if native else "32-true")
+    assert compose_train(["model=mini_bert", "model.cpu_bf16=false"], tmp_path).trainer.precision == "32-true"
+    assert compose_train(["model=e5_small"], tmp_path).trainer.precision == "32-true"
+    assert compose_train(["model=mini_bert", "trainer.precision=32-true"], tmp_path).trainer.precision == "32-true"
+
+
+def test_configs_without_a_model_resolve_precision(monkeypatch, tmp_path):
+    """augment.yaml composes the trainer group without a model: cpu_bf16 falls back to false."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert compose_config("augment", [], tmp_path).trainer.precision == "32-true"
+    assert compose_config("pretrain", [], tmp_path).trainer.precision == "bf16-mixed"  # its model is mini_bert
 
 
 def test_fp16_with_clipping_builds_an_unfused_optimizer():

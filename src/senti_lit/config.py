@@ -57,14 +57,26 @@ if not OmegaConf.has_resolver("resume_run_dir"):
     OmegaConf.register_new_resolver("resume_run_dir", resume_run_dir)
 
 
-def auto_precision(accelerator: str = "auto") -> str:
-    """`${auto_precision:${.accelerator}}`: bf16-mixed on CUDA GPUs that have it, else 32-true. On this 2-core
-    avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the fp32 time (`python benchmarks/cpu_kernels.py`) and training
-    with bf16-mixed is slower for every model benchmarked (benchmarks/speed_results_*.md); CPUs with AMX tiles may
-    differ: set trainer.precision=bf16-mixed."""
+def cpu_has_native_bf16() -> bool:
+    """avx512_bf16 or AMX tiles: the CPUs on which oneDNN runs bf16 kernels natively (elsewhere bf16 is emulated,
+    and slow)."""
     import torch
 
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: absent on some builds
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def auto_precision(accelerator: str = "auto", cpu_bf16: bool = False) -> str:
+    """`${auto_precision:${.accelerator},${oc.select:model.cpu_bf16,false}}`: bf16-mixed on CUDA GPUs that have it.
+    On CPU, bf16-mixed only for a model that declares `cpu_bf16: true` and only on a CPU with native bf16; else
+    32-true. Why per model: on this 2-core avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the fp32 time
+    (`python benchmarks/cpu_kernels.py`), so bf16-mixed slows e5_small by 27%, while mini_bert's small, memory-bound
+    steps (hidden 128) train 1.2-1.4x faster in it (benchmarks/speed_results_mini_bert*.md)."""
+    import torch
+
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if cpu_bf16 and accelerator in ("auto", "cpu") and cpu_has_native_bf16():
         return "bf16-mixed"
     return "32-true"
 

@@ -38,8 +38,9 @@ from senti_lit.utils import (flat_config, keep_freed_memory, parameter_counts, p
 
 log = logging.getLogger(__name__)
 
-# Keys of a model config used to build the pieces; the rest are the classifier's constructor arguments.
-BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "chat", "verbalizer")
+# Keys of a model config used to build the pieces (cpu_bf16: read by the trainer's precision); the rest are the
+# classifier's constructor arguments.
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "chat", "verbalizer", "cpu_bf16")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
