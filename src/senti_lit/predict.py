@@ -26,7 +26,7 @@ from rich.progress import track
 from transformers import DataCollatorWithPadding
 
 from senti_lit.artifact import load_artifact
-from senti_lit.config import CONFIG_DIR
+from senti_lit.config import CONFIG_DIR, cpu_has_native_bf16
 from senti_lit.data.encoding import encode
 from senti_lit.data.knowledge import join_inputs, mask, word_pattern
 from senti_lit.data.sources import DataError
@@ -40,10 +40,7 @@ QUIT = {"q", "quit", "exit"}
 def bf16_supported(device: str) -> bool:
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
-    try:  # CPUs with avx512_bf16 / amx_bf16 run bf16 matmuls natively; elsewhere bf16 is emulated and slower
-        return "bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    return cpu_has_native_bf16()
 
 
 class Predictor:
