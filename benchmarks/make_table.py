@@ -87,9 +87,12 @@ SECTIONS = [("Training speed vs transformers.Trainer: e5_small", "speed_results_
             ("The same, repeated (trainer_best_fp32 and senti_lit only)", "speed_results_e5_3ep_nockpt_repeat.md"),
             ("The same, with fast CPU dropout (fast_dropout, and its ablation)",
              "speed_results_e5_3ep_fast_dropout.md"),
-            ("Training speed vs transformers.Trainer: mini_bert (3 rounds, median run)", "speed_results_mini_bert.md"),
+            ("Training speed vs transformers.Trainer: mini_bert (3 rounds, median run; senti_lit at its CPU default, "
+             "bf16-mixed here, and in fp32)", "speed_results_mini_bert.md"),
             ("The same, repeated (3 more rounds; the Trainer's best in both precisions, senti_lit in both)",
              "speed_results_mini_bert_repeat.md"),
+            ("The same, head to head (5 rounds: the Trainer at its best and senti_lit's default)",
+             "speed_results_mini_bert_5rounds.md"),
             ("Batch prediction vs transformers.pipeline", "predict_results.md"),
             ("Parameters and artifact sizes per method", "param_results.md"),
             ("Data pipeline at scale", "data_results.md")]
