@@ -7,7 +7,7 @@ model, texts, max_length, batch size, epochs, learning rate and warm-up, in one 
 Jobs, each a fresh process, one after another:
   trainer_default      the Trainer as run_classification.py runs it: every text padded to max_length, fp32
   trainer_best         the Trainer at its best as the issue defines it: dynamic padding, group_by_length, bf16
-  trainer_best_fp32    the same in fp32 (on this CPU bf16 is slower, so this is the Trainer's real best here)
+  trainer_best_fp32    the same in fp32 (on this CPU bf16 slows e5_small: there this is the Trainer's real best)
   senti_lit            python -m senti_lit.train: its defaults (dynamic padding, length-grouped batches, fused
                        AdamW; on this CPU fp32 for e5, bf16-mixed for mini_bert: its cpu_bf16), without
                        checkpoints, as the Trainer runs here (save_strategy="no")

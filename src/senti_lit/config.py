@@ -71,7 +71,7 @@ def auto_precision(accelerator: str = "auto", cpu_bf16: bool = False) -> str:
     On CPU, bf16-mixed only for a model that declares `cpu_bf16: true` and only on a CPU with native bf16; else
     32-true. Why per model: on this 2-core avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the fp32 time
     (`python benchmarks/cpu_kernels.py`), so bf16-mixed slows e5_small by 27%, while mini_bert's small, memory-bound
-    steps (hidden 128) train 1.2-1.4x faster in it (benchmarks/speed_results_mini_bert*.md)."""
+    steps (hidden 128) train ~1.2x faster in it (1.03-1.36x over four commands: benchmarks/NOTES.md)."""
     import torch
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
