@@ -42,6 +42,8 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
     assert Path(summary["best_checkpoint"]).is_file()
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert {p.parent.name for p in events} == {"fit", "mlm_warmup"}
+    warmup = json.loads((run / "mlm_warmup.json").read_text())
+    assert warmup["steps"] == 15 and len(warmup["mlm_loss_per_epoch"]) == 1  # 240 training texts, batch 16
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = EventAccumulator(str(run / "tensorboard" / "fit")).Reload().Tags()
@@ -125,6 +127,15 @@ def test_published_dataset_run_uses_the_cache_the_second_time(tmp_path: Path):
     first, second = (json.loads((tmp_path / run / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
                      for run in ("first", "second"))
     assert first == second
+
+
+def test_mlm_warmup_stops_at_max_steps(reviews_dir: Path, tmp_path: Path):
+    summary = tiny_run(reviews_dir, tmp_path / "run", "model.mlm_warmup.epochs=3", "model.mlm_warmup.max_steps=20",
+                       "trainer.max_epochs=1")
+    warmup = json.loads((tmp_path / "run" / "mlm_warmup.json").read_text())
+    assert warmup["steps"] == 20  # 15 steps an epoch: the cap ends the second epoch early, the third never starts
+    assert len(warmup["mlm_loss_per_epoch"]) == 2
+    assert 0.0 <= summary["test/acc"] <= 1.0
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """`python -m senti_lit.pretrain`: masked-LM pretraining of a from-scratch backbone on any data config's texts
 (labels ignored) or a plain text file; writes `<run>/pretrained/` (weights + tokenizer) for
-`python -m senti_lit.train model=mini_bert model.backbone.path=<run>/pretrained`.
+`python -m senti_lit.train model=mini_bert model.backbone.path=<run>/pretrained model.mlm_warmup.epochs=0`.
 """
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ def pretrain(cfg: DictConfig) -> Path:
     loader = DataLoader(encoded, batch_size=m.batch_size, collate_fn=mlm_collator(tokenizer, m.mask_prob),
                         sampler=LengthGroupedSampler(m.batch_size, lengths=encoded.lengths()))
     module = MaskedLM(backbone, lr=m.lr, weight_decay=m.weight_decay, warmup_ratio=m.warmup_ratio)
-    trainer = instantiate(cfg.trainer, max_epochs=m.epochs, enable_checkpointing=False,
+    trainer = instantiate(cfg.trainer, max_epochs=m.epochs, max_steps=m.get("max_steps") or -1,
+                          enable_checkpointing=False,
                           logger=instantiate_group(cfg.logger))
     with fast_dropout_if(cfg.get("fast_dropout", False), module):
         trainer.fit(module, train_dataloaders=loader)
@@ -108,9 +109,11 @@ def pretrain(cfg: DictConfig) -> Path:
         backbone.save_pretrained(target)
         tokenizer.save_pretrained(target)
         write_json(out / "pretrain.json", {"texts": len(texts), "corpus": report, "tokens": int(encoded.offsets[-1]),
-                                           "epochs": m.epochs, "mlm_loss_per_epoch": module.epoch_losses,
+                                           "epochs": m.epochs, "steps": trainer.global_step,
+                                           "mlm_loss_per_epoch": module.epoch_losses,
                                            "pretrained": str(target)})
-        log.info("pretrained backbone + tokenizer: %s (fine-tune with model.backbone.path=%s)", target, target)
+        log.info("pretrained backbone + tokenizer: %s (fine-tune with model.backbone.path=%s "
+                 "model.mlm_warmup.epochs=0)", target, target)
     return target
 
 

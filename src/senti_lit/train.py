@@ -38,9 +38,10 @@ from senti_lit.utils import (flat_config, keep_freed_memory, parameter_counts, p
 
 log = logging.getLogger(__name__)
 
-# Keys of a model config used to build the pieces (cpu_bf16: read by the trainer's precision); the rest are the
+# Keys of a model config used to build the pieces (cpu_bf16, max_epochs: read by the trainer config); the rest are the
 # classifier's constructor arguments.
-BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "chat", "verbalizer", "cpu_bf16")
+BUILD_KEYS = ("tokenizer", "backbone", "mlm_warmup", "method", "compile", "prompt", "chat", "verbalizer", "cpu_bf16",
+              "max_epochs")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -49,12 +50,16 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> None:
-    """Masked-LM training of the backbone on the training texts only (never val/test)."""
+    """Masked-LM training of the backbone on the training texts only (never val/test); `<run>/mlm_warmup.json`
+    records its steps, seconds and loss per epoch."""
     w = cfg.model.mlm_warmup
-    log.info("MLM warm-up: %d epochs on %d training texts", w.epochs, len(datamodule.datasets["train"]))
+    max_steps = w.get("max_steps") or -1  # the cap keeps an epoch budget sized for small data from growing with it
+    log.info("MLM warm-up: %d epochs%s on %d training texts", w.epochs,
+             f" (at most {max_steps} steps)" if max_steps > 0 else "", len(datamodule.datasets["train"]))
+    start = time.perf_counter()
     module = MaskedLM(backbone, lr=w.lr, weight_decay=w.weight_decay, warmup_ratio=w.warmup_ratio)
     trainer = instantiate(
-        cfg.trainer, max_epochs=w.epochs, enable_checkpointing=False,
+        cfg.trainer, max_epochs=w.epochs, max_steps=max_steps, enable_checkpointing=False,
         # only the configured progress bar: checkpoints, early stopping and EMA belong to the classifier's fit
         callbacks=instantiate_group({k: v for k, v in (cfg.callbacks or {}).items() if "progress_bar" in k}),
         logger=L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
@@ -63,6 +68,11 @@ def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> N
     with fast_dropout_if(cfg.get("fast_dropout", False), module):
         trainer.fit(module, train_dataloaders=datamodule.unlabelled_train_loader(
             w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
+    report = {"steps": trainer.global_step,
+              "seconds": round(time.perf_counter() - start, 1), "mlm_loss_per_epoch": module.epoch_losses}
+    log.info("MLM warm-up: %s", report)
+    if trainer.is_global_zero:
+        write_json(out / "mlm_warmup.json", report)
 
 
 def prepare_data(cfg: DictConfig):
