@@ -61,3 +61,10 @@ def test_unknown_key_fails_with_hydra_message(tmp_path: Path):
     assert result.returncode != 0
     assert "Could not override 'model.optimizer.lrr'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_model_config_sets_the_trainer_epochs_unless_the_command_line_does(tmp_path: Path):
+    assert compose_train([], tmp_path).trainer.max_epochs == 3  # mini_bert's recipe: 3 epochs after its MLM warm-up
+    assert compose_train(["model=e5_small"], tmp_path).trainer.max_epochs == 5  # no model.max_epochs: the trainer's
+    assert compose_train(["trainer.max_epochs=7"], tmp_path).trainer.max_epochs == 7
+    assert compose_train(["experiment=chnsenticorp_mini_bert"], tmp_path).trainer.max_epochs == 5  # experiments win
