@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -19,9 +20,8 @@ from senti_lit.data.encoding import encode
 from senti_lit.data.sources import DataError, read_lines
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.models.backbone import build_backbone
-from senti_lit.models.fast_dropout import fast_dropout_if
-from senti_lit.models.mlm import MaskedLM, mlm_collator
-from senti_lit.train import instantiate_group
+from senti_lit.models.mlm import mlm_collator
+from senti_lit.train import fit_mlm, instantiate_group
 from senti_lit.utils import keep_freed_memory, plain, quiet_known_warnings, write_json
 
 log = logging.getLogger(__name__)
@@ -98,20 +98,13 @@ def pretrain(cfg: DictConfig) -> Path:
     m = cfg.mlm
     loader = DataLoader(encoded, batch_size=m.batch_size, collate_fn=mlm_collator(tokenizer, m.mask_prob),
                         sampler=LengthGroupedSampler(m.batch_size, lengths=encoded.lengths()))
-    module = MaskedLM(backbone, lr=m.lr, weight_decay=m.weight_decay, warmup_ratio=m.warmup_ratio)
-    trainer = instantiate(cfg.trainer, max_epochs=m.epochs, max_steps=m.get("max_steps") or -1,
-                          enable_checkpointing=False,
-                          logger=instantiate_group(cfg.logger))
-    with fast_dropout_if(cfg.get("fast_dropout", False), module):
-        trainer.fit(module, train_dataloaders=loader)
+    mlm = fit_mlm(backbone, loader, m, cfg, logger=instantiate_group(cfg.logger))
     target = out / "pretrained"
-    if trainer.is_global_zero:
+    if rank_zero_only.rank == 0:
         backbone.save_pretrained(target)
         tokenizer.save_pretrained(target)
         write_json(out / "pretrain.json", {"texts": len(texts), "corpus": report, "tokens": int(encoded.offsets[-1]),
-                                           "epochs": m.epochs, "steps": trainer.global_step,
-                                           "mlm_loss_per_epoch": module.epoch_losses,
-                                           "pretrained": str(target)})
+                                           "epochs": m.epochs, **mlm, "pretrained": str(target)})
         log.info("pretrained backbone + tokenizer: %s (fine-tune with model.backbone.path=%s "
                  "model.mlm_warmup.epochs=0)", target, target)
     return target

@@ -49,29 +49,36 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
+def fit_mlm(backbone, loader, mlm: DictConfig, cfg: DictConfig, **trainer_kwargs: Any) -> dict:
+    """Masked-LM training of `backbone` (in place) on `loader`'s batches with the `mlm` settings: `epochs`, an optional
+    `max_steps` cap, lr, weight decay, warm-up. Shared by the in-run warm-up and `senti_lit.pretrain`; returns the
+    steps, seconds and loss per epoch."""
+    start = time.perf_counter()
+    module = MaskedLM(backbone, lr=mlm.lr, weight_decay=mlm.weight_decay, warmup_ratio=mlm.warmup_ratio)
+    # the step cap keeps an epoch budget sized for small data from growing with the data
+    trainer = instantiate(cfg.trainer, max_epochs=mlm.epochs, max_steps=mlm.get("max_steps") or -1,
+                          enable_checkpointing=False, **trainer_kwargs)
+    with fast_dropout_if(cfg.get("fast_dropout", False), module):
+        trainer.fit(module, train_dataloaders=loader)
+    return {"steps": trainer.global_step, "seconds": round(time.perf_counter() - start, 1),
+            "mlm_loss_per_epoch": module.epoch_losses}
+
+
 def mlm_warmup(backbone, tokenizer, datamodule, cfg: DictConfig, out: Path) -> None:
     """Masked-LM training of the backbone on the training texts only (never val/test); `<run>/mlm_warmup.json`
     records its steps, seconds and loss per epoch."""
     w = cfg.model.mlm_warmup
-    max_steps = w.get("max_steps") or -1  # the cap keeps an epoch budget sized for small data from growing with it
     log.info("MLM warm-up: %d epochs%s on %d training texts", w.epochs,
-             f" (at most {max_steps} steps)" if max_steps > 0 else "", len(datamodule.datasets["train"]))
-    start = time.perf_counter()
-    module = MaskedLM(backbone, lr=w.lr, weight_decay=w.weight_decay, warmup_ratio=w.warmup_ratio)
-    trainer = instantiate(
-        cfg.trainer, max_epochs=w.epochs, max_steps=max_steps, enable_checkpointing=False,
+             f" (at most {w.max_steps} steps)" if w.get("max_steps") else "", len(datamodule.datasets["train"]))
+    report = fit_mlm(
+        backbone, datamodule.unlabelled_train_loader(w.batch_size, mlm_collator(tokenizer, w.mask_prob)), w, cfg,
         # only the configured progress bar: checkpoints, early stopping and EMA belong to the classifier's fit
         callbacks=instantiate_group({k: v for k, v in (cfg.callbacks or {}).items() if "progress_bar" in k}),
         logger=L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
                                                   default_hp_metric=False),
     )
-    with fast_dropout_if(cfg.get("fast_dropout", False), module):
-        trainer.fit(module, train_dataloaders=datamodule.unlabelled_train_loader(
-            w.batch_size, mlm_collator(tokenizer, w.mask_prob)))
-    report = {"steps": trainer.global_step,
-              "seconds": round(time.perf_counter() - start, 1), "mlm_loss_per_epoch": module.epoch_losses}
     log.info("MLM warm-up: %s", report)
-    if trainer.is_global_zero:
+    if rank_zero_only.rank == 0:
         write_json(out / "mlm_warmup.json", report)
 
 
