@@ -25,11 +25,12 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, get_scheduler
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.config import CONFIG_DIR, plain
 from senti_lit.data.cleaning import TextNormalizer
 from senti_lit.data.tokenization import build_tokenizer
+from senti_lit.files import resolve_path, write_json
 from senti_lit.models.optim import FusedClipping, can_fuse
-from senti_lit.utils import plain, quiet_known_warnings, resolve_path, write_json
+from senti_lit.runtime import quiet_known_warnings
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                          cfg.separator, cfg.lm.max_length), cfg)
     predictor = None
     if cfg.filter.artifact:
-        from senti_lit.predict import Predictor
+        from senti_lit.inference.predictor import Predictor
 
         predictor = Predictor.load(cfg.filter.artifact)
         unknown = sorted(set(names) - set(predictor.names))

@@ -1,10 +1,10 @@
-"""Where the Hydra configs live (`conf/` of a source checkout, or `senti_lit/conf` in a wheel) and the resolvers
-they use."""
+"""Where the Hydra configs live (`conf/` of a source checkout, or `senti_lit/conf` in a wheel), the resolvers they
+use, and configs as plain Python."""
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def config_dir() -> str:
@@ -16,6 +16,11 @@ def config_dir() -> str:
 
 
 CONFIG_DIR = config_dir()
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers as plain Python (readers, cache keys and saved summaries want dicts and lists)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def _mkdir(path: str) -> str:
@@ -57,26 +62,24 @@ if not OmegaConf.has_resolver("resume_run_dir"):
     OmegaConf.register_new_resolver("resume_run_dir", resume_run_dir)
 
 
-def cpu_has_native_bf16() -> bool:
-    """avx512_bf16 or AMX tiles: the CPUs on which oneDNN runs bf16 kernels natively (elsewhere bf16 is emulated,
-    and slow)."""
+SMALL_HIDDEN = 256  # hidden sizes up to this train faster in bf16 on a CPU with native bf16 (see auto_precision)
+
+
+def auto_precision(accelerator: str = "auto", hidden_size: int | None = None) -> str:
+    """`${auto_precision:${.accelerator},${oc.select:model.backbone.config.hidden_size,null}}`: bf16-mixed on CUDA
+    GPUs that have it. On CPU, bf16-mixed only for a from-scratch backbone of hidden size <= SMALL_HIDDEN and only on
+    a CPU with native bf16; else 32-true. Why by size: on this 2-core avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the
+    fp32 time (`python benchmarks/cpu_kernels.py`), so bf16-mixed slows e5_small (hidden 384) by 27%, while
+    mini_bert's small, memory-bound steps (hidden 128) train ~1.2x faster in it (1.03-1.36x over four commands:
+    docs/performance.md)."""
     import torch
 
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: absent on some builds
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def auto_precision(accelerator: str = "auto", cpu_bf16: bool = False) -> str:
-    """`${auto_precision:${.accelerator},${oc.select:model.cpu_bf16,false}}`: bf16-mixed on CUDA GPUs that have it.
-    On CPU, bf16-mixed only for a model that declares `cpu_bf16: true` and only on a CPU with native bf16; else
-    32-true. Why per model: on this 2-core avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the fp32 time
-    (`python benchmarks/cpu_kernels.py`), so bf16-mixed slows e5_small by 27%, while mini_bert's small, memory-bound
-    steps (hidden 128) train ~1.2x faster in it (1.03-1.36x over four commands: benchmarks/NOTES.md)."""
-    import torch
+    from senti_lit.runtime import cpu_has_native_bf16
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
-    if cpu_bf16 and accelerator in ("auto", "cpu") and cpu_has_native_bf16():
+    small = hidden_size is not None and int(hidden_size) <= SMALL_HIDDEN
+    if small and accelerator in ("auto", "cpu") and cpu_has_native_bf16():
         return "bf16-mixed"
     return "32-true"
 

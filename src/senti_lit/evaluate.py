@@ -21,9 +21,10 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from senti_lit.config import CONFIG_DIR, data_config
-from senti_lit.predict import Predictor
-from senti_lit.utils import plain, quiet_known_warnings, write_json
+from senti_lit.config import CONFIG_DIR, data_config, plain
+from senti_lit.files import write_json
+from senti_lit.inference.predictor import Predictor
+from senti_lit.runtime import quiet_known_warnings
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,12 @@ import torch
 from omegaconf import DictConfig
 from transformers import AutoModelForSequenceClassification
 
-from senti_lit.artifact import base_config, load_artifact
 from senti_lit.config import CONFIG_DIR
+from senti_lit.files import write_json
+from senti_lit.inference.artifact import base_config, load_artifact
 from senti_lit.models.heads import OneVsRestHead, VerbalizerHead
 from senti_lit.models.methods import merge_lora
-from senti_lit.utils import quiet_known_warnings, write_json
+from senti_lit.runtime import quiet_known_warnings
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -15,14 +16,16 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from senti_lit.config import CONFIG_DIR, data_config
+from senti_lit.config import CONFIG_DIR, data_config, plain
 from senti_lit.data.encoding import encode
-from senti_lit.data.sources import DataError, read_lines
+from senti_lit.data.examples import DataError
+from senti_lit.data.sources import read_lines
 from senti_lit.data.tokenization import build_tokenizer
+from senti_lit.files import write_json
 from senti_lit.models.backbone import build_backbone
-from senti_lit.models.mlm import mlm_collator
-from senti_lit.train import fit_mlm, instantiate_group
-from senti_lit.utils import keep_freed_memory, plain, quiet_known_warnings, write_json
+from senti_lit.models.mlm import fit_mlm, mlm_collator
+from senti_lit.runtime import keep_freed_memory, quiet_known_warnings
+from senti_lit.training import instantiate_group
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,8 @@ def pretrain(cfg: DictConfig) -> Path:
     m = cfg.mlm
     loader = DataLoader(encoded, batch_size=m.batch_size, collate_fn=mlm_collator(tokenizer, m.mask_prob),
                         sampler=LengthGroupedSampler(m.batch_size, lengths=encoded.lengths()))
-    mlm = fit_mlm(backbone, loader, m, cfg, logger=instantiate_group(cfg.logger))
+    mlm = fit_mlm(backbone, loader, plain(m), partial(instantiate, cfg.trainer), cfg.get("fast_dropout", False),
+                  logger=instantiate_group(cfg.logger))
     target = out / "pretrained"
     if rank_zero_only.rank == 0:
         backbone.save_pretrained(target)

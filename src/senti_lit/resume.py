@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger(__name__)
 
 from senti_lit.config import LAST
-from senti_lit.data.encoding import atomic_write
+from senti_lit.files import atomic_write
 
 
 def resume_checkpoint(resume: str | None, output_dir: Path) -> Path | None:

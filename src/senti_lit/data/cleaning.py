@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from senti_lit.data.sources import Example
+from senti_lit.data.examples import Example
 
 # When one text sits in several published splits, the copy in the later split is kept: test and val stay as
 # published and train loses the overlap.

@@ -18,16 +18,26 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from senti_lit.config import plain
 from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, label_histogram
-from senti_lit.data.encoding import (EncodedDataset, digest, encode, files_digest, load_pickle, save_pickle,
-                                     tokenizer_digest)
+from senti_lit.data.encoding import EncodedDataset, digest, files_digest, load_pickle, save_pickle, tokenizer_digest
+from senti_lit.data.examples import DataError, Example
+from senti_lit.data.inputs import InputSpec
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.sources import DataError, Example, TableSource
-from senti_lit.data.splitting import (check_fold, check_no_leakage, kfold_split, published_splits, split,
-                                      split_digest, subsample_train)
-from senti_lit.data.vocabulary import read_words
-from senti_lit.utils import plain
+from senti_lit.data.prompts import model_prompt
+from senti_lit.data.sources import TableSource
+from senti_lit.data.splitting import (
+    check_fold,
+    check_no_leakage,
+    kfold_split,
+    published_splits,
+    split,
+    split_digest,
+    subsample_train,
+)
+from senti_lit.data.tokenization import build_tokenizer
+from senti_lit.data.vocabulary import add_whole_words, read_words
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +74,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         augment: `{path, text_column, label_column}`: extra labelled texts (e.g. `senti_lit.augment`'s
             synthetic.csv) added to the training split only, after any subsampling; texts already in a split are
             dropped and counted.
-        tokenizer: `{keep_whole: [words] | file}`: words the tokenizer keeps as single tokens (train.py adds them
-            and grows the model's embeddings).
+        tokenizer: `{keep_whole: [words] | file}`: words the tokenizer keeps as single tokens (`prepare` adds them
+            to the tokenizer; the model builder grows the embeddings).
     """
 
     def __init__(
@@ -102,7 +112,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.folds, self.fold = split.get("folds"), int(split.get("fold") or 0)  # k-fold CV: test = fold `fold`
         check_fold(self.folds, self.fold)
         self.limit_train, self.per_label = limit_train, per_label
-        self.max_length = max_length
+        self.inputs = InputSpec(max_length)  # how texts become model input; the artifact saves it
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -112,20 +122,19 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.label_space: LabelSpace | None = None
         self.clean_report: CleanReport | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
-        self.prompt: str | None = None  # the model template the encodings were made with (set_tokenizer)
         self.datasets: dict[str, EncodedDataset] = {}
         self.cache_key: str | None = None  # set by prepare_splits when the data can be cached
         self.cache_hits: dict[str, bool] = {}  # stage -> whether it came from the cache (tests, data.json)
         self.subsampled_from: int | None = None
         self.knowledge = Knowledge(**dict(knowledge)) if knowledge else None
-        self.explanations: dict[str, list[str]] = {}  # per split, aligned with its examples (knowledge only)
+        self.explanations: dict[str, list[str]] = {}  # raw, per split, aligned with its examples (knowledge only)
         self.knowledge_report = None
         self.augment = dict(augment) if augment and augment.get("path") else None
         if self.augment and multi_label:
             raise ValueError("data.augment adds single-label texts; this dataset is multi-label")
         self.augment_report: dict[str, Any] | None = None
         self.keep_whole = read_words((tokenizer or {}).get("keep_whole"))
-        self.added_words: dict[str, list[int]] = {}  # set by train.prepare_data: {word: its former token ids}
+        self.added_words: dict[str, list[int]] = {}  # set by set_tokenizer: {word: its former token ids}
 
     # -- examples -------------------------------------------------------------------------------------------------
     def prepare_splits(self) -> dict[str, list[Example]]:
@@ -147,6 +156,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         if self.knowledge is not None:
             self.splits, self.explanations, self.knowledge_report = self.knowledge.attach(self.splits,
                                                                                           self.label_space)
+            self.inputs.knowledge = self.knowledge.input_settings(self.label_space)
         for name, part in self.splits.items():
             log.info("data: %s split: %d examples, labels %s", name, len(part), label_histogram(part))
         return self.splits
@@ -281,46 +291,44 @@ class TextClassificationDataModule(L.LightningDataModule):
     def train_texts(self) -> list[str]:
         """The training texts (and their explanations, with knowledge): what a from-scratch tokenizer learns."""
         texts = [ex.text for ex in self.prepare_splits()["train"]]
-        return texts + [k for k in self.explanations.get("train", []) if k]
+        explanations = (self.inputs.explanation(k) for k in self.explanations.get("train", []))
+        return texts + [k for k in explanations if k]
 
     # -- encodings ------------------------------------------------------------------------------------------------
-    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase, prompt: str | None = None) -> None:
-        """Encode every split once with `tokenizer` (truncated to `max_length`), or load the cached encodings.
+    def prepare(self, tokenizer: Mapping[str, Any], prompt: str | None = None, chat: Mapping | None = None,
+                label_words: Mapping[str, str] | None = None, seed: int = 0) -> PreTrainedTokenizerBase:
+        """Splits read, the model's tokenizer loaded (or trained on the training texts), every split encoded with
+        the model's prompt (`prompt`, or a few-shot `chat` rendered by the tokenizer); returns the tokenizer."""
+        self.prepare_splits()
+        tok = build_tokenizer(**tokenizer, texts=self.train_texts(), cache_dir=self.cache_folder())
+        if chat:
+            prompt = model_prompt(tok, chat, label_words, self.label_space.names, self.splits["train"], seed)
+        self.set_tokenizer(tok, prompt)
+        return tok
 
-        `prompt` (a model's template, e.g. "总之很[MASK]。") follows every text as its second segment; only the text
-        is truncated, so the prompt always survives."""
+    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase, prompt: str | None = None) -> None:
+        """Encode every split once with `tokenizer` (after adding `data.tokenizer.keep_whole` words to it) and the
+        model's `prompt` (see `InputSpec`), or load the cached encodings."""
         splits = self.prepare_splits()
-        self.tokenizer, self.prompt = tokenizer, prompt
+        self.added_words = add_whole_words(tokenizer, self.keep_whole)
+        self.tokenizer, self.inputs.prompt = tokenizer, prompt
         self.collator = DataCollatorWithPadding(tokenizer)
         folder = self.cache_folder()
         if folder is not None:
             knowledge = self.knowledge.key() if self.knowledge else None
-            folder = folder / f"tokens-{digest(tokenizer_digest(tokenizer), self.max_length, prompt, knowledge)}"
+            key = digest(tokenizer_digest(tokenizer), self.inputs.max_length, prompt, knowledge)
+            folder = folder / f"tokens-{key}"
         hit = folder is not None and all((folder / f"{name}.npz").is_file() for name in splits)
         for name, examples in splits.items():
             if hit:
                 self.datasets[name] = EncodedDataset.load(folder / f"{name}.npz")
                 continue
-            texts, pairs = self.model_inputs(name)
-            self.datasets[name] = encode(tokenizer, texts, self._label_array(examples), self.max_length, prompt,
-                                         pairs)
+            self.datasets[name] = self.inputs.encode(tokenizer, [ex.text for ex in examples],
+                                                     self._label_array(examples), self.explanations.get(name))
             if folder is not None:
                 self.datasets[name].save(folder / f"{name}.npz")
         self.cache_hits["tokens"] = hit
         log.info("data: token ids %s", f"from cache {folder}" if hit else "encoded")
-
-    def model_settings(self) -> dict[str, Any]:
-        """How a text becomes model input, for predicting on new texts: max_length, prompt, knowledge join."""
-        knowledge = None
-        if self.knowledge is not None:
-            words = self.knowledge.label_words(self.label_space) if self.knowledge.mask_labels else []
-            knowledge = {"join": self.knowledge.join, "template": self.knowledge.template, "mask_words": words}
-        return {"max_length": self.max_length, "prompt": self.prompt, "knowledge": knowledge}
-
-    def model_inputs(self, name: str) -> tuple[list[str], list[str] | None]:
-        """A split's texts as the model reads them: (texts, second segments or None), knowledge joined."""
-        texts = [ex.text for ex in self.splits[name]]
-        return self.knowledge.inputs(texts, self.explanations[name]) if self.knowledge else (texts, None)
 
     def _label_array(self, examples: Sequence[Example]) -> np.ndarray:
         if self.multi_label:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from itertools import chain
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -17,6 +15,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
+
+from senti_lit.files import atomic_write
 
 CHUNK = 8192  # texts per tokenizer call: the per-token Python ints of one chunk are all that is ever alive
 
@@ -122,21 +122,6 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
         state.pop("truncation", None), state.pop("padding", None)
         return digest(type(tokenizer).__name__, state)
     return digest(type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file and rename: a crashed or concurrent run never leaves half a cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the name points at it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_pickle(path: Path, obj: Any) -> None:

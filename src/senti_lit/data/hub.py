@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from senti_lit.data.sources import DataError, Example
+from senti_lit.data.examples import DataError, Example
 
 DEFAULT_SPLITS = {"train": "train", "validation": "val", "test": "test"}
 

@@ -15,33 +15,14 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from senti_lit.data.encoding import files_digest
+from senti_lit.data.examples import DataError, Example
+from senti_lit.data.inputs import mask, word_pattern
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.sources import DataError, Example, read_lines
+from senti_lit.data.sources import read_lines
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("error", "empty", "drop")
-
-
-def word_pattern(words: list[str]) -> re.Pattern | None:
-    """One case-insensitive pattern for `words` (longest first, so 'joyful' is cut before 'joy')."""
-    return re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
-
-
-def mask(text: str, pattern: re.Pattern | None) -> tuple[str, int]:
-    """`text` with every match of `pattern` cut (and the doubled spaces left behind), and how many were cut."""
-    if pattern is None:
-        return text, 0
-    masked, count = pattern.subn("", text)
-    return re.sub(r"[ \t]{2,}", " ", masked).strip(), count
-
-
-def join_inputs(texts: list[str], explanations: list[str], join: str, template: str
-                ) -> tuple[list[str], list[str] | None]:
-    """What the tokenizer gets: (texts, second segments) for `pair`, (joined strings, None) for `template`."""
-    if join == "pair":
-        return texts, explanations
-    return [template.format(text=t, knowledge=k) for t, k in zip(texts, explanations)], None
 
 
 @dataclass
@@ -107,10 +88,10 @@ class Knowledge:
                              f"{list(labels.names)}")
         return sorted((w for w in words if w.strip()), key=lambda w: (-len(w), w))
 
-
     def attach(self, splits: dict[str, list[Example]], labels: LabelSpace
                ) -> tuple[dict[str, list[Example]], dict[str, list[str]], KnowledgeReport]:
-        """(splits without dropped examples, explanations aligned with each split's examples, report)."""
+        """(splits without dropped examples, raw explanations aligned with each split's examples, report). The label
+        words are cut when the inputs are made (`InputSpec`, as in prediction); here they are only counted."""
         table, report = self.read(), KnowledgeReport()
         pattern = word_pattern(self.label_words(labels) if self.mask_labels else [])
         kept_splits, explanations = {}, {}
@@ -128,8 +109,7 @@ class Knowledge:
                     knowledge = ""
                 else:
                     report.matched += 1
-                knowledge, count = mask(knowledge, pattern)
-                report.masked_words += count
+                report.masked_words += mask(knowledge, pattern)[1]
                 kept.append(ex)
                 texts.append(knowledge)
             kept_splits[name], explanations[name] = kept, texts
@@ -141,8 +121,10 @@ class Knowledge:
                  report.missing, self.missing, report.masked_words)
         return kept_splits, explanations, report
 
-    def inputs(self, texts: list[str], explanations: list[str]) -> tuple[list[str], list[str] | None]:
-        return join_inputs(texts, explanations, self.join, self.template)
+    def input_settings(self, labels: LabelSpace) -> dict:
+        """The knowledge part of the model's `InputSpec`: how explanations join texts and which words are cut."""
+        return {"join": self.join, "template": self.template,
+                "mask_words": self.label_words(labels) if self.mask_labels else []}
 
     def key(self) -> list:
         """What changes the encodings (part of the token cache key)."""

@@ -16,9 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from senti_lit.config import plain
+from senti_lit.data.examples import DataError, Example
 from senti_lit.data.hub import HubSource
-from senti_lit.data.sources import DataError, Example, TableSource, detect_encoding, read_lines, sniff_format
-from senti_lit.utils import plain
+from senti_lit.data.sources import TableSource, detect_encoding, read_lines, sniff_format
 
 SPLIT_FILES = ("all", "train", "val", "test")
 

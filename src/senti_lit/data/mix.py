@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from typing import Any, Iterator, Mapping, Sequence
 
-from senti_lit.data.sources import DataError, Example
+from senti_lit.data.examples import DataError, Example
 
 log = logging.getLogger(__name__)
 

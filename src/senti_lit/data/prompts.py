@@ -2,10 +2,13 @@
 or a few-shot chat rendered with the tokenizer's own chat template (LLMs)."""
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any, Mapping, Sequence
 
-from senti_lit.data.sources import Example
+from senti_lit.data.examples import Example
+
+log = logging.getLogger(__name__)
 
 
 def few_shot(train: Sequence[Example], names: Sequence[str], shots: int, seed: int) -> list[Example]:
@@ -37,3 +40,13 @@ def chat_prompt(tokenizer: Any, words: Mapping[str, str], names: Sequence[str], 
                      {"role": "assistant", "content": words[ex.label]}]
     messages.append({"role": "user", "content": ask})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def model_prompt(tokenizer: Any, chat: Mapping[str, Any], words: Mapping[str, str] | None, names: Sequence[str],
+                 train: Sequence[Example], seed: int) -> str:
+    """`model.chat` rendered into the model's `{text}` template (the verbalizer's `words` name the answers)."""
+    if not words:
+        raise ValueError("model.chat needs model.verbalizer.words: the label words the model answers with")
+    prompt = chat_prompt(tokenizer, words, names, train, seed=seed, **dict(chat))
+    log.info("prompt (%d few-shot examples per label):\n%s", chat.get("shots", 0), prompt)
+    return prompt

@@ -11,21 +11,10 @@ import csv
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the row and the fix."""
-
-
-@dataclass(frozen=True, slots=True)  # slots: a million examples cost ~100 MB less
-class Example:
-    text: str
-    label: str | tuple[str, ...]  # a tuple of names for multi-label examples
-    origin: str = ""  # "file:line", for error messages
-    split: str | None = None  # "train" | "val" | "test" when the dataset publishes its splits
+from senti_lit.data.examples import DataError, Example
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -140,7 +129,7 @@ class TableSource:
             list, or (`label_list`) a Python/JSON list literal such as `['Love', 'Joy']`.
         label_columns: one-hot multi-label columns (0/1): a list of column names (each is its label's name) or a
             mapping {column name: label name}; instead of `label_column`.
-        format: csv | tsv | jsonl | auto (sniffed from the first line).
+        format: csv | tsv | jsonl | lines | auto (sniffed from the first line; never `lines`).
         quoting: minimal (standard CSV quotes) | none (quote characters are part of the text, as in many TSVs).
         header: true | false | auto (the first row is a header when its label is not a label: needs
             `label_ids`, or named columns).
@@ -151,6 +140,11 @@ class TableSource:
         fields: fields per row (CSV/TSV); a row with another count is a bad row. Default: the header's, or the
             first row's.
         on_bad_row: error (stop, naming file and line) | skip (count, report in the run's data summary).
+        labelled: false reads texts alone (files to predict on); label columns are then ignored.
+        knowledge_column: a column/key with an explanation per text, read when the file has it.
+        multiline: quoted CSV/TSV fields may span lines; otherwise such a record is a bad row (a stray quote would
+            silently swallow the lines after it).
+        format `lines`: one text per line, no header (a .txt to predict on).
     """
 
     def __init__(
@@ -170,8 +164,11 @@ class TableSource:
         fields: int | None = None,
         on_bad_row: str = "error",
         file_name: str | None = None,
+        labelled: bool = True,
+        knowledge_column: str | None = None,
+        multiline: bool = False,
     ) -> None:
-        if (label_column is None) == (not label_columns):
+        if labelled and (label_column is None) == (not label_columns):
             raise ValueError("set exactly one of data.source.label_column and data.source.label_columns")
         if on_bad_row not in ("error", "skip"):
             raise ValueError(f"data.source.on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
@@ -181,8 +178,9 @@ class TableSource:
             raise ValueError(f"data.source.header must be true, false or auto, got {header!r}")
         self.path = Path(path)
         self.file_name = file_name
-        self.text_column, self.label_column = text_column, label_column
-        columns = label_columns or []
+        self.labelled, self.knowledge_column, self.multiline = labelled, knowledge_column, multiline
+        self.text_column, self.label_column = text_column, label_column if labelled else None
+        columns = (label_columns if labelled else None) or []
         self.label_columns = dict(columns) if isinstance(columns, Mapping) else {str(c): str(c) for c in columns}
         self.format, self.quoting, self.header = format, quoting, header
         self.encoding, self.label_separator, self.label_list = encoding, label_separator, label_list
@@ -190,7 +188,8 @@ class TableSource:
         self.label_ids_file = label_ids_file
         self.fields = fields
         self.on_bad_row = on_bad_row
-        self.skipped: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()  # reason -> rows skipped (on_bad_row=skip)
+        self.bad_rows: list[tuple[str, str]] = []  # (file:line, reason) of each skipped row
         self._names: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -245,10 +244,14 @@ class TableSource:
         fmt = sniff_format(path, encoding) if self.format == "auto" else self.format
         self._names = self._id_names()
         lines = read_lines(path, encoding)
-        rows = self._json_rows(path, lines) if fmt == "jsonl" else self._csv_rows(path, lines, fmt)
+        if fmt == "lines":  # one text per line, nothing else (a .txt to predict on)
+            rows = ((f"{path}:{n}", [line], {}) for n, line in lines)
+        else:
+            rows = self._json_rows(path, lines) if fmt == "jsonl" else self._csv_rows(path, lines, fmt)
         for origin, row, columns in rows:
             try:
-                yield Example(self._text(row, columns), self._label(row, columns), origin)
+                label = self._label(row, columns) if self.labelled else None
+                yield Example(self._text(row, columns), label, origin, knowledge=self._knowledge(row, columns))
             except (KeyError, IndexError, ValueError) as e:
                 self._bad(origin, str(e.args[0]) if e.args else type(e).__name__)
 
@@ -256,6 +259,7 @@ class TableSource:
         if self.on_bad_row == "error":
             raise DataError(f"{origin}: {reason}; fix the row, or set data.source.on_bad_row=skip to count and skip it")
         self.skipped[reason.split(":")[0]] += 1
+        self.bad_rows.append((origin, reason))
 
     def _csv_rows(self, path: Path, lines: Iterator[tuple[int, str]], fmt: str) -> Iterator[tuple[str, list, dict]]:
         current = [0]
@@ -283,6 +287,10 @@ class TableSource:
             origin = f"{path}:{start}"
             if not row:
                 continue  # blank line
+            if end > start and not self.multiline and any("\n" in f for f in row):  # never merge rows silently
+                self._bad(origin, f"a quoted field runs from line {start} to {end} (an unclosed quote?); if texts "
+                                  "really span lines, set data.source.multiline=true")
+                continue
             if first:
                 first = False
                 header = self._is_header(row)
@@ -343,6 +351,16 @@ class TableSource:
             raise ValueError(f"text is not a string: {text!r}")
         return text
 
+    def _knowledge(self, row: list | dict, columns: dict[str, int]) -> str | None:
+        """The row's explanation, when the file has a `knowledge_column` (knowledge-augmented models)."""
+        if self.knowledge_column is None or (isinstance(row, dict) and self.knowledge_column not in row) or (
+                isinstance(row, list) and self.knowledge_column not in columns):
+            return None
+        value = self._cell(row, columns, self.knowledge_column)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"knowledge is not a string: {value!r}")
+        return value
+
     @staticmethod
     def _cell(row: list | dict, columns: dict[str, int], column: str | int) -> Any:
         if isinstance(row, dict):
@@ -388,3 +406,22 @@ class TableSource:
         if value.isdigit() and int(value) < len(self._names):
             return self._names[int(value)]
         raise ValueError(f"bad label id: {value!r} (expected 0..{len(self._names) - 1}, ids into the label names)")
+
+
+PREDICT_FORMATS = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
+
+
+def texts_to_predict(path: str | Path, text_column: str = "text") -> TableSource:
+    """The reader of a file to predict on, by its suffix: .txt (a text per line), .csv/.tsv (a header with
+    `text_column`, optionally `knowledge`), .jsonl (objects with `text`, optionally `knowledge`). The training
+    reader with its encodings and line numbers; bad rows are skipped and listed in `bad_rows`."""
+    path = Path(path)
+    fmt = PREDICT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"input={path}: unknown format {path.suffix!r}; use .txt (a text per line), .csv/.tsv (a "
+                        f"'{text_column}' column) or .jsonl ({{\"text\": ...}} per line)")
+    if not path.is_file():
+        raise DataError(f"input={path}: file not found")
+    column = 0 if fmt == "lines" else text_column
+    return TableSource(path, text_column=column, format=fmt, header=fmt in ("csv", "tsv"), labelled=False,
+                       knowledge_column="knowledge", on_bad_row="skip")

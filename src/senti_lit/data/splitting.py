@@ -10,7 +10,7 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from senti_lit.data.sources import DataError, Example
+from senti_lit.data.examples import DataError, Example
 
 SPLITS = ("train", "val", "test")
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig,
-                          PreTrainedModel, PreTrainedTokenizerBase)
-
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
-from senti_lit.utils import resolve_path
+from senti_lit.files import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,7 @@ def build_backbone(
     gradient_checkpointing: bool = False,
     lm_head: str | None = None,
     load_in_4bit: bool = False,
+    weights: bool = True,
 ) -> PreTrainedModel:
     """`path` (Hub id, local dir or pkg://) loads pretrained weights; otherwise `model_type` + `config` build one
     from scratch (vocabulary size and special token ids from `tokenizer` unless `config` sets them).
@@ -91,6 +98,7 @@ def build_backbone(
     `gradient_checkpointing` trades compute for memory on backbones that support it. `lm_head` (masked | causal)
     keeps the language-model head, for classifiers that read label words off the vocabulary (verbalizers).
     `load_in_4bit` loads pretrained weights 4-bit quantized (bitsandbytes, CUDA only), for LLMs with LoRA.
+    `weights=False` builds `path`'s architecture with fresh weights (an artifact then loads its own).
     """
     model_kwargs = dict(model_kwargs or {})
     auto = AUTO_CLASSES.get(lm_head)
@@ -106,6 +114,8 @@ def build_backbone(
                 k: settings[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
         else:
             model_config = AutoConfig.for_model(**settings)
+        if not weights:
+            return auto.from_config(model_config, **model_kwargs)
         if load_in_4bit:
             model_kwargs["quantization_config"] = four_bit_config()
         model = load_pretrained(auto, path, model_config, model_kwargs)

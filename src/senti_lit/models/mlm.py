@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, get_scheduler
 
+from senti_lit.files import write_json
+from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.models.optim import FusedClipping, can_fuse, weight_decay_groups
 
 log = logging.getLogger(__name__)
@@ -66,3 +71,36 @@ class MaskedLM(FusedClipping, L.LightningModule):
 def mlm_collator(tokenizer, mask_prob: float) -> DataCollatorForLanguageModeling:
     """Pads a batch of `{input_ids}` and masks `mask_prob` of the non-special tokens (80/10/10 BERT scheme)."""
     return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_prob)
+
+
+def fit_mlm(backbone: PreTrainedModel, loader, mlm: Mapping[str, Any], make_trainer: Callable[..., L.Trainer],
+            fast_dropout: bool = False, **trainer_kwargs: Any) -> dict:
+    """Masked-LM training of `backbone` (in place) on `loader`'s batches with the `mlm` settings: `epochs`, an optional
+    `max_steps` cap, lr, weight decay, warm-up. `make_trainer(**kwargs)` builds the run's Lightning Trainer. Shared
+    by the in-run warm-up and `senti_lit.pretrain`; returns the steps, seconds and loss per epoch."""
+    start = time.perf_counter()
+    module = MaskedLM(backbone, lr=mlm["lr"], weight_decay=mlm["weight_decay"], warmup_ratio=mlm["warmup_ratio"])
+    # the step cap keeps an epoch budget sized for small data from growing with the data
+    trainer = make_trainer(max_epochs=mlm["epochs"], max_steps=mlm.get("max_steps") or -1,
+                           enable_checkpointing=False, **trainer_kwargs)
+    with fast_dropout_if(fast_dropout, module):
+        trainer.fit(module, train_dataloaders=loader)
+    return {"steps": trainer.global_step, "seconds": round(time.perf_counter() - start, 1),
+            "mlm_loss_per_epoch": module.epoch_losses}
+
+
+def mlm_warmup(backbone: PreTrainedModel, tokenizer, datamodule, mlm: Mapping[str, Any],
+               make_trainer: Callable[..., L.Trainer], out: Path, fast_dropout: bool = False,
+               **trainer_kwargs: Any) -> dict:
+    """Masked-LM training of the backbone on the data module's training texts only (never val/test);
+    `<out>/mlm_warmup.json` records its steps, seconds and loss per epoch."""
+    log.info("MLM warm-up: %d epochs%s on %d training texts", mlm["epochs"],
+             f" (at most {mlm['max_steps']} steps)" if mlm.get("max_steps") else "", len(datamodule.datasets["train"]))
+    loader = datamodule.unlabelled_train_loader(mlm["batch_size"], mlm_collator(tokenizer, mlm["mask_prob"]))
+    logger = L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
+                                                 default_hp_metric=False)
+    report = fit_mlm(backbone, loader, mlm, make_trainer, fast_dropout, logger=logger, **trainer_kwargs)
+    log.info("MLM warm-up: %s", report)
+    if rank_zero_only.rank == 0:
+        write_json(out / "mlm_warmup.json", report)
+    return report

@@ -1,0 +1,109 @@
+"""Predictor: a trained classifier loaded from its artifact, with the decision rule and calibration it was saved
+with; texts are encoded by the artifact's InputSpec, exactly as in training."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from rich.console import Console
+from rich.progress import track
+from transformers import DataCollatorWithPadding
+
+from senti_lit.config import plain
+from senti_lit.inference.artifact import input_spec, load_artifact
+from senti_lit.models.classifier import decision_thresholds
+from senti_lit.runtime import cpu_has_native_bf16
+
+
+def bf16_supported(device: str) -> bool:
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_native_bf16()
+
+
+class Predictor:
+    """Texts in, calibrated probabilities and decisions out (sorted by length into batches: little padding; bf16
+    autocast where the hardware has it and `precision` asks for it)."""
+
+    def __init__(self, model, tokenizer, meta: dict[str, Any], device: str = "cpu", precision: str = "32",
+                 threshold: float | Sequence[float] | None = None) -> None:
+        self.model, self.tokenizer, self.meta = model.to(device).eval(), tokenizer, meta
+        self.device = device
+        self.names = list(model.label_space.names)
+        self.multi_label = model.label_space.multi_label
+        if precision not in ("auto", "bf16", "32"):
+            raise ValueError(f"precision must be auto, bf16 or 32, got {precision!r}")
+        self.autocast = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+        self.inputs = input_spec(meta)
+        self.collator = DataCollatorWithPadding(tokenizer)
+        if threshold is not None:
+            self.set_threshold(threshold)
+
+    @classmethod
+    def load(cls, folder: str | Path, trust_remote_code: bool = False, **kwargs: Any) -> "Predictor":
+        model, tokenizer, meta = load_artifact(folder, trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, meta, **kwargs)
+
+    def set_threshold(self, threshold: float | Sequence[float]) -> None:
+        """Override the artifact's decision thresholds (binary: P(positive) cut; multi-label: one or one per label)."""
+        values = plain(threshold)
+        if self.multi_label or isinstance(values, (int, float)):
+            new = decision_thresholds(self.model.label_space, values)
+        else:
+            raise ValueError(f"threshold={values}: give one number for a binary task")
+        self.model.thresholds = new.to(self.model.thresholds.device)
+
+    @torch.no_grad()
+    def probabilities(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None,
+                      batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """(len(texts), num_labels) calibrated probabilities, in input order."""
+        encoded = self.inputs.encode(self.tokenizer, texts, knowledge=knowledge)
+        lengths = encoded.lengths()
+        order = sorted(range(len(encoded)), key=lengths.__getitem__)
+        out = torch.empty(len(encoded), len(self.names))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        console = Console(stderr=True)  # stdout stays for the answers
+        bar = track(batches, description="predicting", disable=not (progress and console.is_terminal),
+                    transient=True, console=console)
+        for rows in bar:
+            batch = self.collator([encoded[i] for i in rows])
+            with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.autocast):
+                logits = self.model(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
+            out[rows] = self.model.probabilities(logits.float()).cpu()
+        return out
+
+    def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
+                top_k: int = 1, progress: bool = False) -> list[dict[str, Any]]:
+        """One answer per text: `label` + `confidence` (single-label; `top` with top_k > 1) or `labels`
+        (multi-label), and `probs` for every label."""
+        if not texts:
+            return []
+        probs = self.probabilities(texts, knowledge, batch_size, progress)
+        decided = self.model.decide(probs.to(self.model.thresholds.device)).cpu()
+        return [self._answer(p, d, top_k) for p, d in zip(probs.tolist(), decided.tolist())]
+
+    def _answer(self, p: list[float], d: Any, top_k: int) -> dict[str, Any]:
+        answer: dict[str, Any] = {"probs": {n: round(v, 6) for n, v in zip(self.names, p)}}
+        if self.multi_label:
+            answer["labels"] = [n for n, on in zip(self.names, d) if on]
+        else:
+            answer["label"], answer["confidence"] = self.names[d], round(p[d], 6)
+            if top_k > 1:
+                ranked = sorted(zip(self.names, p), key=lambda x: -x[1])[:top_k]
+                answer["top"] = [[n, round(v, 6)] for n, v in ranked]
+        return answer
+
+
+def describe(answer: dict[str, Any]) -> str:
+    """The answer as a line: `positive (confidence 0.98)`, with the runners-up or every label that is on."""
+    if "labels" in answer:
+        probs = answer["probs"]
+        if not answer["labels"]:
+            top = max(probs, key=probs.get)
+            return f"no label (likeliest: {top} {probs[top]:.2f})"
+        return ", ".join(answer["labels"]) + " (" + ", ".join(f"{n} {probs[n]:.2f}" for n in answer["labels"]) + ")"
+    line = f"{answer['label']} (confidence {answer['confidence']:.2f})"
+    if len(answer.get("top", [])) > 1:
+        line += "; then " + ", ".join(f"{n} {p:.2f}" for n, p in answer["top"][1:])
+    return line

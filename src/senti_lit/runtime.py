@@ -1,0 +1,62 @@
+"""Process set-up for the commands: which warnings are not the user's business, the allocator policy, the CPU's
+bf16 support."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def quiet_known_warnings() -> None:
+    """Silence only third-party warnings that are not ours to fix and say nothing about the user's run."""
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+    # peft 0.21 asks transformers 5.2x for `is_gradient_checkpointing`, which transformers deprecates
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
+    # matplotlib (confusion-matrix images) announces its one-time font cache build at warning level
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    # torch's own inductor (model.compile=true) imports its deprecated torch.jit.script_method
+    warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*deprecated", category=DeprecationWarning)
+    # Encodings live in memory and collation is cheap: worker processes would only add start-up cost on CPU.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Lightning advertises a cloud logger at every Trainer start.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
+    # The tokenizers library's thread pool and forked DataLoader workers do not mix.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _drop_advert(record: logging.LogRecord) -> bool:
+    return "litlogger" not in str(record.msg)
+
+
+def cpu_has_native_bf16() -> bool:
+    """avx512_bf16 or AMX tiles: the CPUs on which oneDNN runs bf16 kernels natively (elsewhere bf16 is emulated,
+    and slow)."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: absent on some builds
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed memory in the process heap for reuse (glibc only; returns whether it applied).
+
+    glibc serves big blocks with mmap and unmaps them on free, so each training step maps fresh pages for a large
+    gradient and the kernel zeroes every page on first touch: for multilingual-e5-small's 250k x 384 word-embedding
+    gradient that was ~1 s per step here (aten::fill_ in `python benchmarks/cpu_kernels.py`'s profile). Served from
+    the heap and not trimmed, the pages stay mapped and are reused. The cost: the process keeps its peak memory
+    until it exits.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

@@ -1,0 +1,159 @@
+"""The pieces of a training run, built from the run's config: the prepared data, the model (spec, classifier, MLM
+warm-up), the Trainer with its callbacks and loggers, the hyperparameters TensorBoard shows, the best weights, the
+run's timings and its metrics table."""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+from transformers import PreTrainedTokenizerBase
+
+from senti_lit.config import plain
+from senti_lit.data.vocabulary import init_whole_words
+from senti_lit.models.builder import build_classifier
+from senti_lit.models.classifier import SentimentClassifier
+from senti_lit.models.mlm import mlm_warmup
+from senti_lit.models.spec import ModelSpec, model_spec
+from senti_lit.resume import AtomicCheckpointIO, RngState
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(cfg: DictConfig) -> tuple[Any, PreTrainedTokenizerBase]:
+    """The run's data module with every split read, cleaned, split and encoded, and the model's tokenizer."""
+    datamodule = instantiate(cfg.data)
+    tokenizer = datamodule.prepare(plain(cfg.model.tokenizer), prompt=cfg.model.get("prompt"),
+                                   chat=plain(cfg.model.get("chat")), seed=cfg.seed,
+                                   label_words=plain(OmegaConf.select(cfg, "model.verbalizer.words")))
+    return datamodule, tokenizer
+
+
+def build_model(cfg: DictConfig, datamodule, tokenizer: PreTrainedTokenizerBase, out: Path | None = None,
+                warmup: bool = True) -> tuple[ModelSpec, SentimentClassifier]:
+    """The run's model spec and classifier (after the MLM warm-up on the training texts, when configured and
+    `warmup`; its report goes to `out`)."""
+    spec = model_spec(plain(cfg.model), datamodule.label_space, datamodule.splits["train"], tokenizer,
+                      datamodule.inputs.is_template)
+    prepare = partial(prepare_backbone, cfg=cfg, datamodule=datamodule, tokenizer=tokenizer, out=out, warmup=warmup)
+    model = build_classifier(spec, tokenizer, datamodule.label_space, optimizer=instantiate(cfg.model.optimizer),
+                             prepare=prepare)
+    if cfg.model.get("compile"):
+        model.backbone.compile()  # in place: the state dict (checkpoints) keeps its keys
+    return spec, model
+
+
+def prepare_backbone(backbone, cfg: DictConfig, datamodule, tokenizer, out: Path | None, warmup: bool) -> None:
+    """Before the fine-tuning method wraps the backbone: embeddings for the whole words the tokenizer gained, then
+    the MLM warm-up on the training texts (when configured)."""
+    init_whole_words(backbone, tokenizer, datamodule.added_words)
+    mlm = plain(cfg.model.get("mlm_warmup")) or {}
+    if warmup and mlm.get("epochs", 0) > 0:
+        mlm_warmup(backbone, tokenizer, datamodule, mlm, partial(instantiate, cfg.trainer),
+                   Path(out or cfg.paths.output_dir), fast_dropout=cfg.get("fast_dropout", False),
+                   callbacks=progress_bars(cfg))
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` entry of a callbacks/logger group (entries set to null are skipped)."""
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def progress_bars(cfg: DictConfig) -> list[Any]:
+    """Only the configured progress bar: for fits (the MLM warm-up) whose checkpoints, early stopping and EMA are not
+    the classifier's."""
+    return instantiate_group({k: v for k, v in (cfg.callbacks or {}).items() if "progress_bar" in k})
+
+
+def make_trainer(cfg: DictConfig, resumed: bool = False) -> L.Trainer:
+    """The classifier's Trainer: the config's callbacks and loggers, RNG state and atomic writes in checkpoints."""
+    callbacks = [*instantiate_group(cfg.callbacks), RngState()]
+    loggers = instantiate_group(cfg.logger)
+    if resumed:
+        continue_logs(loggers)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+    for logger in trainer.loggers:
+        logger.log_hyperparams(flat_config(cfg))
+    return trainer
+
+
+def continue_logs(loggers: list) -> None:
+    """Before a resumed fit: TensorBoard appends to its event folder; Lightning's CSV logger would delete the earlier
+    metrics.csv, so the earlier part moves to `<version>-part<k>` first."""
+    for logger in loggers if rank_zero_only.rank == 0 else []:
+        if isinstance(logger, L.pytorch.loggers.CSVLogger) and Path(logger.log_dir).is_dir():
+            folder = Path(logger.log_dir)
+            k = 1 + sum(1 for _ in folder.parent.glob(f"{folder.name}-part*"))
+            folder.rename(folder.with_name(f"{folder.name}-part{k}"))
+    # the checkpoint folder of a resumed run is not empty, by design
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
+    """Load the best checkpoint's weights (EMA-averaged, when on) into `model`; its path, or "" when none was kept."""
+    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if ckpt:  # checkpoints hold only tensors and plain values
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    else:
+        log.info("no best checkpoint (fast_dev_run or checkpointing off): calibrating and testing the final weights")
+    return ckpt
+
+
+def log_final(trainer: L.Trainer, cfg: DictConfig, final: Mapping[str, float]) -> None:
+    """Hyperparameters with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs."""
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            logger.log_hyperparams(flat_config(cfg), metrics=dict(final))
+
+
+class Clock:
+    """Seconds per stage of a run (prepare, build_model, fit), for metrics.json."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"time/{name}_seconds"] = round(now - self.last, 1)
+        self.last = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.laps, "time/total_seconds": round(time.perf_counter() - self.start, 1)}
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as `a.b.c: value` scalars (what TensorBoard's HPARAMS tab can show)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(node, (list, tuple)):
+            out[prefix[:-1]] = str(node)
+        else:
+            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def print_metrics(metrics: Mapping[str, float], title: str) -> None:
+    """A rich table: one row per metric, per-class rows after the summary ones."""
+    table = Table(title=title, min_width=len(title) + 4)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics, key=lambda k: ("_" in k.split("/")[-1].removeprefix("macro_"), k)):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    Console().print(table)
