@@ -41,7 +41,8 @@ READERS = [
 
 
 def compose(config: str, path: Path, cache_dir: Path | None, *overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     from senti_lit.config import CONFIG_DIR
 
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small scale run (smoke test of the benchmark)")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from senti_lit.utils import quiet_known_warnings
+    from senti_lit.runtime import quiet_known_warnings
 
     quiet_known_warnings()
     if args.one:

@@ -9,19 +9,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from safetensors.torch import save_file, save_model
-
 import torch
 from hydra import compose, initialize_config_dir
+from safetensors.torch import save_file, save_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from senti_lit.config import CONFIG_DIR  # noqa: E402
+from senti_lit.config import (
+    CONFIG_DIR,  # noqa: E402
+    plain,
+)
 from senti_lit.data.labels import LabelSpace  # noqa: E402
 from senti_lit.models.backbone import VocabOnly, build_backbone  # noqa: E402
+from senti_lit.models.builder import parameter_counts  # noqa: E402
 from senti_lit.models.classifier import SentimentClassifier  # noqa: E402
 from senti_lit.models.methods import apply_method, trainable_state_dict  # noqa: E402
-from senti_lit.utils import parameter_counts, plain, quiet_known_warnings  # noqa: E402
+from senti_lit.runtime import quiet_known_warnings
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
           "minilm", "e5_small", "llm_lora"]

@@ -21,11 +21,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import compose_train  # noqa: E402
-from senti_lit.artifact import save_artifact  # noqa: E402
+
 from senti_lit.export import export_hf  # noqa: E402
-from senti_lit.predict import Predictor  # noqa: E402
-from senti_lit.train import build_classifier, prepare_data  # noqa: E402
-from senti_lit.utils import quiet_known_warnings  # noqa: E402
+from senti_lit.inference.artifact import save_artifact  # noqa: E402
+from senti_lit.inference.predictor import Predictor  # noqa: E402
+from senti_lit.runtime import quiet_known_warnings  # noqa: E402
+from senti_lit.training import build_model, prepare_data  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "emotions_in_text"
 
@@ -34,8 +35,8 @@ def build(work: Path) -> tuple[Path, Path, list[str]]:
     data = ["data=emotions_in_text", f"data.path={SHARED}"] if SHARED.is_dir() else []
     cfg = compose_train(["model=minilm", "model.head.pooling=cls", *data], work / "run")
     datamodule, tokenizer = prepare_data(cfg)
-    model = build_classifier(cfg, datamodule, tokenizer).eval()
-    artifact = save_artifact(work / "artifact", model, tokenizer, cfg, datamodule.model_settings(), {}, {})
+    spec, model = build_model(cfg, datamodule, tokenizer, work)
+    artifact = save_artifact(work / "artifact", model.eval(), tokenizer, spec, datamodule.inputs, {}, {})
     texts = [ex.text for ex in datamodule.splits["test"]]
     return artifact, export_hf(artifact, work / "hf", texts[:16]), texts
 

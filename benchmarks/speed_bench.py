@@ -43,7 +43,6 @@ import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -100,7 +99,7 @@ def prepare(args: argparse.Namespace, folder: Path) -> tuple[Path, Path, str]:
     Trainer loads (mini_bert: a fresh model from the config, with the tokenizer senti_lit trains on this split)."""
     sys.path.insert(0, str(ROOT / "src"))
     from senti_lit.config import CONFIG_DIR
-    from senti_lit.train import build_classifier, prepare_data
+    from senti_lit.training import build_model, prepare_data
 
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=common(args))
@@ -119,7 +118,7 @@ def prepare(args: argparse.Namespace, folder: Path) -> tuple[Path, Path, str]:
     # the same architecture as senti_lit's mini_bert, as a transformers sequence classifier
     from transformers import AutoModelForSequenceClassification
 
-    backbone = build_classifier(cfg, datamodule, tokenizer, warmup=False).backbone
+    backbone = build_model(cfg, datamodule, tokenizer, warmup=False)[1].backbone
     config = type(backbone.config).from_dict({**backbone.config.to_dict(), "num_labels": space.num_labels})
     model_dir = folder / "mini_bert"
     AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)

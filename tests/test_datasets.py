@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from senti_lit.data.sources import DataError
+from senti_lit.data.examples import DataError
 
 from conftest import compose_train
 

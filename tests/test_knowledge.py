@@ -8,9 +8,10 @@ import pytest
 from transformers import BertTokenizerFast
 
 from senti_lit.data.encoding import encode
+from senti_lit.data.inputs import InputSpec
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.sources import DataError, Example
+from senti_lit.data.examples import DataError, Example
 
 LABELS = LabelSpace(("joy", "sadness"), multi_label=True, aliases={"Sorrow": "sadness"})
 
@@ -30,10 +31,12 @@ def test_label_names_aliases_and_synonyms_are_cut(tmp_path: Path):
                                         {"text": "b", "knowledge": "平静的叙述"}])
     knowledge = Knowledge(str(path), synonyms={"joy": ["喜悦", "喜悦之情"]})
     kept, explanations, report = knowledge.attach(splits("a", "b"), LABELS)
-    assert explanations["train"] == ["The author feels and , and", "平静的叙述"]
+    inputs = InputSpec(knowledge=knowledge.input_settings(LABELS))  # the words are cut as the inputs are made
+    assert [inputs.explanation(k) for k in explanations["train"]] == ["The author feels and , and", "平静的叙述"]
     assert report.masked_words == 4 and report.matched == 2
-    unmasked = Knowledge(str(path), mask_labels=False).attach(splits("a"), LABELS)[1]
-    assert "JOY" in unmasked["train"][0]
+    unmasked = Knowledge(str(path), mask_labels=False)
+    raw = unmasked.attach(splits("a"), LABELS)[1]["train"][0]
+    assert "JOY" in InputSpec(knowledge=unmasked.input_settings(LABELS)).explanation(raw)
     with pytest.raises(ValueError, match="unknown labels"):
         Knowledge(str(path), synonyms={"fear": ["怕"]}).attach(splits("a"), LABELS)
 
@@ -64,13 +67,13 @@ def test_pair_and_template_inputs_encode(tmp_path: Path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"好书平静叙述"]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(str(tmp_path / "vocab.txt"))
-    pair = Knowledge(str(tmp_path / "k.jsonl"))
-    texts, pairs = pair.inputs(["好书"], ["平静叙述"])
+    pair = InputSpec(knowledge=Knowledge(str(tmp_path / "k.jsonl")).input_settings(LABELS))
+    texts, pairs = pair.model_inputs(["好书"], ["平静叙述"])
     ids = encode(tokenizer, texts, None, 16, pairs=pairs)[0]["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "好", "书", "[SEP]", "平", "静", "叙", "述", "[SEP]"]
     short = encode(tokenizer, texts, None, 7, pairs=pairs)[0]["input_ids"]
     assert tokenizer.convert_ids_to_tokens(short)[:4] == ["[CLS]", "好", "书", "[SEP]"]  # the longer part is cut
     template = Knowledge(str(tmp_path / "k.jsonl"), join="template", template="{text}（{knowledge}）")
-    assert template.inputs(["好书"], ["平静"]) == (["好书（平静）"], None)
+    assert InputSpec(knowledge=template.input_settings(LABELS)).model_inputs(["好书"], ["平静"]) == (["好书（平静）"], None)
     with pytest.raises(ValueError, match="do not combine"):
         encode(tokenizer, texts, None, 16, prompt="总之很[MASK]。", pairs=pairs)

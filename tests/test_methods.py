@@ -11,8 +11,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
 from senti_lit.data.tokenization import train_tokenizer
-from senti_lit.train import build_classifier, build_prompt, prepare_data, train
-from senti_lit.utils import parameter_counts
+from senti_lit.train import train
+from senti_lit.training import build_model, prepare_data
+from senti_lit.models.builder import parameter_counts
 
 from conftest import compose_train, write_reviews
 
@@ -78,7 +79,7 @@ def classifier(name: str, local_models: dict[str, Path], tmp_path: Path, *extra:
     cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
     datamodule, tokenizer = prepare_data(cfg)
     torch.manual_seed(0)
-    return build_classifier(cfg, datamodule, tokenizer, tmp_path), datamodule
+    return build_model(cfg, datamodule, tokenizer, tmp_path)[1], datamodule
 
 
 METHODS = [("bert_finetune", []), ("bert_probe", []), ("bert_lora", []), ("bert_adapter", []),
@@ -158,7 +159,7 @@ def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path
     from senti_lit.data.labels import LabelSpace
     from senti_lit.models.backbone import VocabOnly, build_backbone
     from senti_lit.models.methods import apply_method
-    from senti_lit.utils import plain
+    from senti_lit.config import plain
 
     cfg = compose_train([f"model={name}"], tmp_path)
     settings = plain(cfg.model.backbone)
@@ -245,7 +246,7 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
     cfg = compose_train([*args, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                          "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"], tmp_path / "run")
     datamodule, tokenizer = prepare_data(cfg)
-    prompt = build_prompt(cfg, datamodule, tokenizer)
+    prompt = datamodule.inputs.prompt
     assert prompt.count("<user>") == 5 and prompt.count("<assistant>") == 5  # 2 shots x 2 labels, then the text
     assert prompt.count("{text}") == 1 and prompt.endswith("<assistant>")  # the answer is the next token
     suffix = tokenizer(prompt.split("{text}")[1], add_special_tokens=False)["input_ids"]
@@ -312,7 +313,7 @@ def test_balanced_class_weights_and_gradient_checkpointing(local_models: dict[st
                                   "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
                                   "+trainer.limit_test_batches=1"), tmp_path)
     datamodule, tokenizer = prepare_data(cfg)
-    model = build_classifier(cfg, datamodule, tokenizer)
+    model = build_model(cfg, datamodule, tokenizer)[1]
     assert model.backbone.is_activation_checkpointing
     assert torch.allclose(model.loss_fn.weight, torch.tensor([1.0, 1.0]))  # the fixture is balanced: 120 / 120
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
@@ -353,19 +354,14 @@ def test_verbalizer_answer_positions():
 
 
 def test_balanced_weights_formula():
-    from types import SimpleNamespace
-
     from senti_lit.data.labels import LabelSpace
-    from senti_lit.data.sources import Example
-    from senti_lit.train import balanced_weights
-
-    def fake(space, train):
-        return SimpleNamespace(label_space=space, splits={"train": train})
+    from senti_lit.data.examples import Example
+    from senti_lit.models.spec import balanced_weights
 
     single = [Example(f"a{i}", "a") for i in range(30)] + [Example(f"b{i}", "b") for i in range(10)]
-    assert balanced_weights(fake(LabelSpace(("a", "b")), single)) == [0.6667, 2.0]  # n / (labels x count)
+    assert balanced_weights(LabelSpace(("a", "b")), single) == [0.6667, 2.0]  # n / (labels x count)
     multi = [Example(f"m{i}", ("x",) if i % 4 else ("x", "y")) for i in range(40)]
-    assert balanced_weights(fake(LabelSpace(("x", "y"), multi_label=True), multi)) == [0.0, 3.0]  # neg / pos
+    assert balanced_weights(LabelSpace(("x", "y"), multi_label=True), multi) == [0.0, 3.0]  # neg / pos
 
 
 def test_multilabel_focal_weights_scale_positives_like_pos_weight():

@@ -57,7 +57,7 @@ def test_fused_adamw_trains_with_clipped_gradients(precision):
 
 RSS_AFTER_FREE = """
 import sys, torch
-from senti_lit.utils import keep_freed_memory
+from senti_lit.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 x = torch.ones(64 * 2**20)  # 256 MB
 del x
@@ -89,26 +89,27 @@ def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda(monkeypatch):
     assert auto_precision("cpu") == "32-true"  # an explicit CPU run on a GPU machine
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert auto_precision("gpu") == "32-true"  # V100/T4: trainer=gpu_fp16 is the fast choice there
-    assert auto_precision("auto", True) == "32-true"  # cpu_bf16 is about CPUs: a GPU without bf16 stays fp32
+    assert auto_precision("auto", 128) == "32-true"  # the small-model rule is about CPUs: such a GPU stays fp32
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cpu_bf16_models_train_in_bf16_only_on_cpus_that_have_it(monkeypatch, tmp_path, native):
-    """mini_bert declares cpu_bf16 (bf16 speeds it up); e5_small does not (bf16 slows its matmuls); a CPU
-    without native bf16 would emulate it, slowly: fp32. Checked through the composed trainer config."""
+def test_small_models_train_in_bf16_only_on_cpus_that_have_it(monkeypatch, tmp_path, native):
+    """mini_bert (hidden 128) trains in bf16, which speeds it up; e5_small does not (bf16 slows its matmuls), nor a
+    wider from-scratch model; a CPU without native bf16 would emulate it, slowly: fp32. Checked through the composed
+    trainer config."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     mini = compose_train(["model=mini_bert"], tmp_path)
-    assert mini.model.cpu_bf16 is True
     assert mini.trainer.precision == ("bf16-mixed" if native else "32-true")
-    assert compose_train(["model=mini_bert", "model.cpu_bf16=false"], tmp_path).trainer.precision == "32-true"
+    wide = compose_train(["model=mini_bert", "model.backbone.config.hidden_size=512"], tmp_path)
+    assert wide.trainer.precision == "32-true"
     assert compose_train(["model=e5_small"], tmp_path).trainer.precision == "32-true"
     assert compose_train(["model=mini_bert", "trainer.precision=32-true"], tmp_path).trainer.precision == "32-true"
 
 
 def test_configs_without_a_model_resolve_precision(monkeypatch, tmp_path):
-    """augment.yaml composes the trainer group without a model: cpu_bf16 falls back to false."""
+    """augment.yaml composes the trainer group without a model: no hidden size, fp32."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert compose_config("augment", [], tmp_path).trainer.precision == "32-true"

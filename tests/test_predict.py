@@ -10,14 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from senti_lit.artifact import load_artifact, save_artifact
+from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.calibration import expected_calibration_error, fit_temperature, tune_thresholds
 from senti_lit.export import NotExportable, export_hf
-from senti_lit.predict import Predictor, describe, quote_free_text, read_input
+from senti_lit.inference.predictor import Predictor, describe
+from senti_lit.predict import quote_free_text
+from senti_lit.data.examples import DataError
+from senti_lit.data.sources import texts_to_predict
+from senti_lit.training import build_model, prepare_data
 from senti_lit.train import train
 
 from conftest import TINY_MODEL, compose_train, write_reviews
-from test_methods import classifier, local_models  # noqa: F401  (the fixture)
+from test_methods import classifier, local_models, overrides  # noqa: F401  (the fixture)
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +100,12 @@ def test_batch_file_with_malformed_rows(trained: Path, tmp_path: Path):
     assert "line 4: empty text" in result.stderr
     table = tmp_path / "in.csv"
     table.write_text('id,review\n1,很好\n2,"没有结束的引号\n3,失望\n', encoding="utf-8")
-    read = read_input(table, text_column="review")
-    assert [r[:2] for r in read.rows] == [(2, "很好")]
-    assert read.skipped == [(3, "a quoted field runs from line 3 to 4 (an unclosed quote?)")]
-    with pytest.raises(Exception, match="no 'text' column"):
-        read_input(table)
+    reader = texts_to_predict(table, text_column="review")
+    assert [(ex.line, ex.text) for ex in reader.read()] == [(2, "很好"), (4, "失望")]  # the row after it is kept
+    assert [(origin.rsplit(":", 1)[1], why.split(" (")[0]) for origin, why in reader.bad_rows] == [
+        ("3", "cannot parse the line")]
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['text'\]"):
+        list(texts_to_predict(table).read())
 
 
 def test_ece_on_a_hand_checked_case():
@@ -131,14 +136,14 @@ ROUND_TRIPS = [("bert_finetune", []), ("bert_lora", []), ("gpt2_lora", []), ("be
 
 @pytest.mark.parametrize("name,extra", ROUND_TRIPS, ids=[n + ("+pt" if e else "") for n, e in ROUND_TRIPS])
 def test_artifact_round_trip_and_export(name: str, extra: list[str], local_models: dict, tmp_path: Path):
-    model, datamodule = classifier(name, local_models, tmp_path, *extra)
+    cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
+    datamodule, tokenizer = prepare_data(cfg)
+    spec, model = build_model(cfg, datamodule, tokenizer, tmp_path)
     torch.manual_seed(1)
     for p in model.parameters():  # "trained" weights: nothing left at its initial value
         p.data.add_(torch.randn_like(p) * 0.05)
     model.temperature.fill_(1.7)
-    cfg = compose_train([], tmp_path)  # only for config.yaml; the model's own settings are passed in
-    cfg.model = compose_train(__import__("test_methods").overrides(name, local_models, *extra), tmp_path).model
-    save_artifact(tmp_path / "artifact", model, datamodule.tokenizer, cfg, datamodule.model_settings(), {}, {})
+    save_artifact(tmp_path / "artifact", model, tokenizer, spec, datamodule.inputs, {}, {})
     loaded, tokenizer, meta = load_artifact(tmp_path / "artifact")
     batch = next(iter(datamodule.val_dataloader()))
     model.eval()

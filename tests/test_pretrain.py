@@ -88,7 +88,7 @@ def test_pretrain_corpus_from_several_datasets_never_holds_their_val_or_test_tex
 
 
 def test_pretrain_data_overrides_must_name_a_dataset(tmp_path: Path):
-    from senti_lit.data.sources import DataError
+    from senti_lit.data.examples import DataError
     from senti_lit.pretrain import corpus
     import pytest
 
@@ -100,7 +100,7 @@ def test_pretrain_data_overrides_must_name_a_dataset(tmp_path: Path):
 def test_pretrain_corpus_options_that_conflict_are_refused(tmp_path: Path):
     import pytest
 
-    from senti_lit.data.sources import DataError
+    from senti_lit.data.examples import DataError
     from senti_lit.pretrain import corpus
 
     with pytest.raises(DataError, match="a name twice"):

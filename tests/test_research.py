@@ -17,12 +17,13 @@ from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFa
 from senti_lit.augment import run as augment
 from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.mix import MixSource
-from senti_lit.data.sources import DataError
+from senti_lit.data.examples import DataError
 from senti_lit.data.vocabulary import add_whole_words, init_whole_words
 from senti_lit.evaluate import run as evaluate
 from senti_lit.models.heads import OneVsRestHead
-from senti_lit.predict import Predictor
-from senti_lit.train import build_classifier, prepare_data, train
+from senti_lit.inference.predictor import Predictor
+from senti_lit.train import train
+from senti_lit.training import build_model, prepare_data
 
 from conftest import NEGATIVE, POSITIVE, TINY_MODEL, compose_config, compose_train, review, write_reviews
 from test_methods import local_models, overrides  # noqa: F401  (the fixture)
@@ -97,7 +98,7 @@ def test_embeddings_grow_with_mean_of_pieces_and_train(local_models: dict, tmp_p
                                   "+trainer.limit_val_batches=1"), tmp_path / "run")
     datamodule, tokenizer = prepare_data(cfg)
     assert set(datamodule.added_words) == set(words)
-    model = build_classifier(cfg, datamodule, tokenizer)
+    model = build_model(cfg, datamodule, tokenizer)[1]
     embeddings = model.backbone.get_input_embeddings().weight
     assert embeddings.size(0) == len(tokenizer)
     for word, ids in datamodule.added_words.items():

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.data.sources import DataError, TableSource
+from senti_lit.data.examples import DataError
+from senti_lit.data.sources import TableSource
 
 
 def read(path: Path, **kwargs) -> list[tuple[str, object]]:

@@ -142,8 +142,6 @@ class TableSource:
         on_bad_row: error (stop, naming file and line) | skip (count, report in the run's data summary).
         labelled: false reads texts alone (files to predict on); label columns are then ignored.
         knowledge_column: a column/key with an explanation per text, read when the file has it.
-        multiline: quoted CSV/TSV fields may span lines; otherwise such a record is a bad row (a stray quote would
-            silently swallow the lines after it).
         format `lines`: one text per line, no header (a .txt to predict on).
     """
 
@@ -166,7 +164,6 @@ class TableSource:
         file_name: str | None = None,
         labelled: bool = True,
         knowledge_column: str | None = None,
-        multiline: bool = False,
     ) -> None:
         if labelled and (label_column is None) == (not label_columns):
             raise ValueError("set exactly one of data.source.label_column and data.source.label_columns")
@@ -178,7 +175,8 @@ class TableSource:
             raise ValueError(f"data.source.header must be true, false or auto, got {header!r}")
         self.path = Path(path)
         self.file_name = file_name
-        self.labelled, self.knowledge_column, self.multiline = labelled, knowledge_column, multiline
+        self.labelled, self.knowledge_column = labelled, knowledge_column
+        self._width: int | None = None  # fields per record, once the header or first row tells
         self.text_column, self.label_column = text_column, label_column if labelled else None
         columns = (label_columns if labelled else None) or []
         self.label_columns = dict(columns) if isinstance(columns, Mapping) else {str(c): str(c) for c in columns}
@@ -262,42 +260,23 @@ class TableSource:
         self.bad_rows.append((origin, reason))
 
     def _csv_rows(self, path: Path, lines: Iterator[tuple[int, str]], fmt: str) -> Iterator[tuple[str, list, dict]]:
-        current = [0]
-
-        def text_lines() -> Iterator[str]:
-            for n, line in lines:
-                current[0] = n
-                yield line + "\n"
-
-        # strict: an unclosed quote fails at the record it opens instead of silently swallowing the rows after it
-        reader = csv.reader(text_lines(), delimiter="\t" if fmt == "tsv" else ",", strict=True,
-                            quoting=csv.QUOTE_NONE if self.quoting == "none" else csv.QUOTE_MINIMAL)
         columns: dict[str, int] = {}
-        width, end, first = self.fields, 0, True
-        while True:
-            start = end + 1  # a quoted field may span lines: a record is named by the line it starts on
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                raise DataError(f"{path}:{start}: cannot parse the record starting here ({e}); an unclosed quote? "
-                                "fix the file, or set data.source.quoting=none if quotes are part of the texts") from None
-            end = current[0]
+        width, first = self.fields, True
+        self._width = width
+        for start, end, row in self._records(path, lines, fmt):
             origin = f"{path}:{start}"
+            if isinstance(row, str):  # a record that cannot be parsed
+                self._bad(origin, row)
+                continue
             if not row:
                 continue  # blank line
-            if end > start and not self.multiline and any("\n" in f for f in row):  # never merge rows silently
-                self._bad(origin, f"a quoted field runs from line {start} to {end} (an unclosed quote?); if texts "
-                                  "really span lines, set data.source.multiline=true")
-                continue
             if first:
                 first = False
                 header = self._is_header(row)
                 if not header and any(isinstance(c, str) for c in self._columns()):
                     raise DataError(f"{path}: named columns {self._columns()} need a header row; use column indexes "
                                     "with data.source.header=false")
-                width = width or len(row)  # without a header or `fields`, the first row sets the field count
+                width = self._width = width or len(row)  # without a header or `fields`, the first row sets it
                 if header:
                     columns = {name: i for i, name in enumerate(row)}
                     self._check_header(path, row)
@@ -309,6 +288,50 @@ class TableSource:
                                      " (a separator inside the text?)"))
                 continue
             yield origin, row, columns
+
+    def _records(self, path: Path, lines: Iterator[tuple[int, str]], fmt: str
+                 ) -> Iterator[tuple[int, int, list[str] | str]]:
+        """(first line, last line, fields or why the record is bad). A quoted field may span lines, unless the lines
+        it would swallow read as records of their own: then the quote is a stray one, its line a bad row, and
+        reading goes on at the next line, so that nothing is silently merged or lost."""
+        options = {"delimiter": "\t" if fmt == "tsv" else ",", "strict": True,
+                   "quoting": csv.QUOTE_NONE if self.quoting == "none" else csv.QUOTE_MINIMAL}
+        pending: list[tuple[int, str]] = []  # lines to read again (after a stray quote), in reverse order
+        source = iter(lines)
+        while True:
+            first = pending.pop() if pending else next(source, None)
+            if first is None:
+                return
+            record = [first]
+            # a record ends where its quotes balance (a doubled "" inside a quoted field counts twice)
+            while self.quoting != "none" and sum(line.count('"') for _, line in record) % 2:
+                following = pending.pop() if pending else next(source, None)
+                if following is None or self._reads_as_record(following[1], options):
+                    if following is not None:
+                        pending.append(following)
+                    pending.extend(reversed(record[1:]))
+                    where = ("runs to the end of the file" if following is None else
+                             f"would swallow line {following[0]}, which reads as a row of its own")
+                    yield first[0], first[0], (f"a quote opens a field that {where}; close or remove the quote (set "
+                                               "data.source.quoting=none if quotes are part of the texts)")
+                    break
+                record.append(following)
+            else:
+                try:
+                    row = next(csv.reader(["\n".join(line for _, line in record)], **options), [])
+                except csv.Error as e:
+                    yield first[0], record[-1][0], f"cannot parse the record ({e})"
+                    continue
+                yield first[0], record[-1][0], row
+
+    def _reads_as_record(self, line: str, options: dict) -> bool:
+        """`line` alone parses into as many fields as a record has (a line of a multi-line text seldom does)."""
+        if not self._width or self._width < 2:
+            return False
+        try:
+            return len(next(csv.reader([line], **options), [])) == self._width
+        except csv.Error:
+            return False
 
     def _columns(self) -> list[str | int]:
         return [c for c in (self.text_column, self.label_column, *self.label_columns) if c is not None]

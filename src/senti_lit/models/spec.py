@@ -45,10 +45,7 @@ def model_spec(model: Mapping[str, Any], label_space: LabelSpace, train: Sequenc
                prompt_is_template: bool) -> ModelSpec:
     """The spec of `model` (the plain `model` config) for this task: `loss.class_weights: balanced` becomes weights
     from the `train` split, the verbalizer's label words become token ids of `tokenizer`. Unknown keys fail."""
-    unknown = sorted(set(model) - {"backbone", "method", *CLASSIFIER_KEYS, *TRAINING_KEYS})
-    if unknown:
-        raise ValueError(f"model.{unknown[0]} is not a model setting (unknown: {unknown}); model settings are "
-                         f"backbone, method, {', '.join(CLASSIFIER_KEYS + TRAINING_KEYS)}")
+    check_model_keys(model)
     classifier = {k: model[k] for k in CLASSIFIER_KEYS if k in model}
     loss = dict(classifier.get("loss") or {})
     if loss.get("class_weights") == "balanced":
@@ -61,6 +58,14 @@ def model_spec(model: Mapping[str, Any], label_space: LabelSpace, train: Sequenc
                                     # a pair encoding appends [SEP] after the prompt; a template ends at the answer
                                     "skip_trailing_special": not prompt_is_template}
     return ModelSpec(dict(model["backbone"]), dict(model.get("method") or {"name": "full"}), classifier)
+
+
+def check_model_keys(model: Mapping[str, Any]) -> None:
+    """Every key of a `model` config is read by someone: a misspelt or leftover key fails instead of being ignored."""
+    unknown = sorted(set(model) - {"backbone", "method", *CLASSIFIER_KEYS, *TRAINING_KEYS})
+    if unknown:
+        raise ValueError(f"model.{unknown[0]} is not a model setting (unknown: {unknown}); model settings are "
+                         f"backbone, method, {', '.join(CLASSIFIER_KEYS + TRAINING_KEYS)}")
 
 
 def verbalizer_ids(tokenizer, label_space: LabelSpace, words: Mapping[str, str], position: str = "mask") -> dict:
