@@ -99,12 +99,18 @@ def test_headerless_file_rows_must_match_the_first_rows_field_count(tmp_path: Pa
 def test_unclosed_quote_fails_at_the_line_the_record_starts(tmp_path: Path):
     f = tmp_path / "reviews.csv"
     f.write_text('label,review\n1,好\n0,"引号开头 没关\n1,第三行\n0,第四行\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"reviews\.csv:3: cannot parse the record starting here .*unclosed quote.*"
-                                        r"quoting=none"):
+    with pytest.raises(DataError, match=r"reviews\.csv:3: a quote opens a field that would swallow line 4, which "
+                                        r"reads as a row of its own.*quoting=none"):
         read(f, text_column="review")
+    skip = TableSource(f, text_column="review", on_bad_row="skip")
+    assert [ex.origin.rsplit(":")[-1] for ex in skip.read()] == ["2", "4", "5"]  # the rows after it are kept
+    h = tmp_path / "end.csv"
+    h.write_text('label,review\n1,好\n0,"最后一行没关\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"end\.csv:3: a quote opens a field that runs to the end of the file"):
+        read(h, text_column="review")
     g = tmp_path / "multi.csv"  # a quoted newline is legitimate: the record is named by its first line
-    g.write_text('label,review\n1,"第一行\n第二行",extra\n0,好\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"multi\.csv:2: wrong field count: 3 fields, the header has 2"):
+    g.write_text('label,review\n1,"第一行\n第二行",extra,more\n0,好\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"multi\.csv:2: wrong field count: 4 fields, the header has 2"):
         read(g, text_column="review")
 
 
@@ -146,3 +152,18 @@ def test_non_string_text_and_blank_one_hot_cells_are_bad_rows(tmp_path: Path):
     h.write_text("Text,'Love','Joy'\n爱 你,1,\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"h\.csv:2: bad one-hot value: \{\"'Joy'\": ''\}"):
         read(h, text_column="Text", label_column=None, label_columns=["'Love'", "'Joy'"])
+
+
+def test_a_stray_quote_never_merges_rows(tmp_path: Path):
+    """A TSV whose line 6 opens a quote that a `"` ending line 10 closes: both are bad rows with their lines, every
+    other row is read as it stands (the csv module alone would make lines 6-10 one text with line 6's label)."""
+    lines = ["text\tlabel", *(f"好评{i}\tpos" for i in range(2, 13))]
+    lines[5], lines[9] = '"坏的开始\tneg', '结束"\tpos'
+    f = tmp_path / "train.tsv"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = TableSource(f, on_bad_row="skip")
+    rows = list(source.read())
+    assert [ex.origin.rsplit(":")[-1] for ex in rows] == ["2", "3", "4", "5", "7", "8", "9", "11", "12"]
+    assert all("\n" not in ex.text and len(ex.text) < 10 for ex in rows)
+    assert [(origin.rsplit(":")[-1], "would swallow line" in why) for origin, why in source.bad_rows] == [
+        ("6", True), ("10", True)]

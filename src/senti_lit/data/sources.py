@@ -243,7 +243,7 @@ class TableSource:
         self._names = self._id_names()
         lines = read_lines(path, encoding)
         if fmt == "lines":  # one text per line, nothing else (a .txt to predict on)
-            rows = ((f"{path}:{n}", [line], {}) for n, line in lines)
+            rows = ((f"{path}:{n}", [line], {}) for n, line in lines if line)  # a blank line is no row
         else:
             rows = self._json_rows(path, lines) if fmt == "jsonl" else self._csv_rows(path, lines, fmt)
         for origin, row, columns in rows:
