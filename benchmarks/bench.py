@@ -99,14 +99,14 @@ ROWS = [
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=4"], pretrain_quick=["mlm.epochs=2"]),
     # the same with 12 MLM epochs (9,540 steps, MLM loss 5.72 instead of 6.34): on the demo split MLM helped only
-    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, benchmarks/NOTES.md)
+    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, benchmarks/TRIED.md)
     Row("htl_mini_bert_mlm12", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert + 12-epoch MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=12"], pretrain_quick=["mlm.epochs=2"]),
     # a wider, deeper from-scratch BERT (hidden 256, 4 layers, FFN 1024: 5.34M parameters instead of 1.49M) on the
-    # same corpus: the 1.5M model scored 0.880-0.889 over four MLM recipes; this one 0.867 (benchmarks/NOTES.md)
+    # same corpus: the 1.5M model scored 0.880-0.889 over four MLM recipes; this one 0.867 (benchmarks/TRIED.md)
     Row("htl_mini_bert_wide", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert hidden 256 x 4 layers + MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
@@ -124,7 +124,7 @@ ROWS = [
         [*E5, *BAIDU, "data.max_length=256", "trainer.max_epochs=4"], ["test/acc"], "acc ≥ 0.93",
         quick=PRETRAINED_QUICK, seeds=(42,)),
     # a fresh head's learning rate (model.head_lr, added after baidu_e5 ran) lifted the multi-class e5 and minilm
-    # rows; on Baidu it did not (0.911 vs 0.915, benchmarks/NOTES.md)
+    # rows; on Baidu it did not (0.911 vs 0.915, benchmarks/TRIED.md)
     Row("baidu_e5_head_lr", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small, head_lr 1e-3",
         [*E5, *BAIDU, "model.head_lr=1e-3", "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93",
         quick=PRETRAINED_QUICK, seeds=(42,)),
@@ -157,7 +157,8 @@ ROWS = [
         ["test/macro_f1", "test/micro_f1"], "macro-F1 ≥ 0.50 (thresholds tuned on dev)",
         quick=["data.limit_train=4000", "trainer.max_epochs=2"], seeds=(42,)),
     # model.head_lr=1e-3 on the multi-class/multi-label e5 rows: cecps8 quick at the same commit, micro/macro-F1
-    # 0.322 / 0.313 without it, 0.444 / 0.352 with it; ocemotion quick acc 0.462 -> 0.476 (benchmarks/NOTES.md)
+    # 0.322 / 0.313 without it, 0.444 / 0.352 with it (git show 21d7ded:benchmarks/NOTES.md); ocemotion quick acc
+    # 0.462 -> 0.476 (the store)
     Row("cecps8_e5_sigmoid", "cecps8 (8-label)", "e5_small, multilabel=sigmoid",
         [*E5, "data=cecps8", "data.path={data}/ren_cecps_8label", "model.head_lr=1e-3", "trainer.max_epochs=3"],
         SEED_FOUR, "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50", quick=PRETRAINED_QUICK, seeds=(42,)),
