@@ -16,16 +16,18 @@ from safetensors.torch import save_file, save_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from senti_lit.config import CONFIG_DIR, plain  # noqa: E402
 from senti_lit.data.labels import LabelSpace  # noqa: E402
-from senti_lit.models.backbone import VocabOnly, build_backbone  # noqa: E402
+from senti_lit.models.backbone import build_backbone  # noqa: E402
 from senti_lit.models.builder import parameter_counts  # noqa: E402
 from senti_lit.models.classifier import SentimentClassifier  # noqa: E402
 from senti_lit.models.methods import apply_method, trainable_state_dict  # noqa: E402
 from senti_lit.runtime import quiet_known_warnings  # noqa: E402
 from make_table import write_markdown  # noqa: E402
 from store import git_commit, record  # noqa: E402
+from helpers.vocab import VocabOnly  # noqa: E402
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
           "minilm", "e5_small", "llm_lora"]
