@@ -99,14 +99,14 @@ ROWS = [
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=4"], pretrain_quick=["mlm.epochs=2"]),
     # the same with 12 MLM epochs (9,540 steps, MLM loss 5.72 instead of 6.34): on the demo split MLM helped only
-    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, benchmarks/TRIED.md)
+    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, docs/performance.md (Tried and did not help))
     Row("htl_mini_bert_mlm12", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert + 12-epoch MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=12"], pretrain_quick=["mlm.epochs=2"]),
     # a wider, deeper from-scratch BERT (hidden 256, 4 layers, FFN 1024: 5.34M parameters instead of 1.49M) on the
-    # same corpus: the 1.5M model scored 0.880-0.889 over four MLM recipes; this one 0.867 (benchmarks/TRIED.md)
+    # same corpus: the 1.5M model scored 0.880-0.889 over four MLM recipes; this one 0.867 (docs/performance.md (Tried and did not help))
     Row("htl_mini_bert_wide", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert hidden 256 x 4 layers + MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
@@ -124,7 +124,7 @@ ROWS = [
         [*E5, *BAIDU, "data.max_length=256", "trainer.max_epochs=4"], ["test/acc"], "acc ≥ 0.93",
         quick=PRETRAINED_QUICK, seeds=(42,)),
     # a fresh head's learning rate (model.head_lr, added after baidu_e5 ran) lifted the multi-class e5 and minilm
-    # rows; on Baidu it did not (0.911 vs 0.915, benchmarks/TRIED.md)
+    # rows; on Baidu it did not (0.911 vs 0.915, docs/performance.md (Tried and did not help))
     Row("baidu_e5_head_lr", "ChnSentiCorp Baidu train, seeded 80/10/10", "e5_small, head_lr 1e-3",
         [*E5, *BAIDU, "model.head_lr=1e-3", "trainer.max_epochs=3"], ["test/acc"], "acc ≥ 0.93",
         quick=PRETRAINED_QUICK, seeds=(42,)),
