@@ -73,7 +73,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError("evaluate needs artifacts=[dir,...] (training runs' artifact/) and datasets=[name,...]")
     predictors = {}
     for folder in folders:
-        predictor = Predictor.load(folder, device=cfg.device, precision=str(cfg.precision))
+        predictor = Predictor.load(folder, device=cfg.device, precision=str(cfg.precision),
+                                   trust_remote_code=cfg.trust_remote_code)
         if predictor.multi_label:
             raise ValueError(f"{folder}: a multi-label model; the accuracy matrix is for single-label models")
         name = model_name(folder, predictor.meta)

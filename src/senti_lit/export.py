@@ -113,8 +113,9 @@ def max_difference(model, hf, tokenizer, texts: list[str], max_length: int) -> f
     return float((ours - theirs).abs().max())
 
 
-def export_hf(artifact: str | Path, output: str | Path, probe_texts: list[str] | None = None) -> Path:
-    model, tokenizer, meta = load_artifact(artifact)
+def export_hf(artifact: str | Path, output: str | Path, probe_texts: list[str] | None = None,
+              trust_remote_code: bool = False) -> Path:
+    model, tokenizer, meta = load_artifact(artifact, trust_remote_code=trust_remote_code)
     hf = to_hf(model, meta)
     texts = probe_texts or ["这家酒店很干净，服务也好", "太差了，再也不来了", "The movie was fine.", "一般"]
     diff = max_difference(model, hf, tokenizer, texts, meta["inputs"]["max_length"])
@@ -141,7 +142,7 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"format={cfg.format}: only format=hf (a transformers model directory) is supported")
     output = cfg.output or str(Path(cfg.artifact).parent / "export-hf")
     try:
-        path = export_hf(cfg.artifact, output)
+        path = export_hf(cfg.artifact, output, trust_remote_code=cfg.trust_remote_code)
     except NotExportable as e:
         raise SystemExit(f"senti_lit.export: {e}") from None
     print(f"exported to {path}\n  from transformers import pipeline\n  pipeline('text-classification', "

@@ -91,7 +91,7 @@ def main() -> None:
 def run(cfg: DictConfig) -> None:
     quiet_known_warnings()
     predictor = Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision),
-                               threshold=cfg.threshold)
+                               threshold=cfg.threshold, trust_remote_code=cfg.trust_remote_code)
     if cfg.input:
         source = Path(cfg.input)
         target = Path(cfg.output) if cfg.output else source.with_suffix(".predictions.jsonl")

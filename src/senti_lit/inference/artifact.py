@@ -100,6 +100,9 @@ def load_artifact(folder: str | Path, device: str = "cpu", trust_remote_code: bo
     runs only when the caller passes `trust_remote_code=True`, never because the artifact's files ask for it."""
     folder = Path(folder)
     meta = read_meta(folder)
+    if trust_remote_code:
+        log.warning("trust_remote_code=true: Python files shipped in %s may run now; load only artifacts you trust",
+                    folder)
     spec = ModelSpec.from_dict(meta)
     tokenizer = build_tokenizer(path=str(folder / "tokenizer"), trust_remote_code=trust_remote_code)
     kwargs = dict(spec.backbone.get("model_kwargs") or {})

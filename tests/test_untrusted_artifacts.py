@@ -1,0 +1,44 @@
+"""An artifact is data: loading one never runs code it ships, unless the command line says trust_remote_code=true."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from senti_lit.inference.predictor import Predictor
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def hostile_artifact(folder: Path, marker: Path) -> Path:
+    """The fixture artifact made to ask for remote code: trust_remote_code in its settings, an auto_map in its backbone
+    config, and the module that auto_map names, which leaves `marker` behind when it is imported."""
+    shutil.copytree(FIXTURES / "artifact_v1", folder)
+    meta = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
+    meta["backbone"]["model_kwargs"]["trust_remote_code"] = True
+    (folder / "artifact.json").write_text(json.dumps(meta), encoding="utf-8")
+    config = json.loads((folder / "backbone" / "config.json").read_text(encoding="utf-8"))
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
+    (folder / "backbone" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "backbone" / "evil.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from transformers import BertConfig as EvilConfig, BertModel as EvilModel\n", encoding="utf-8")
+    return folder
+
+
+def test_a_file_asking_for_remote_code_runs_none(tmp_path: Path):
+    marker = tmp_path / "ran.txt"
+    folder = hostile_artifact(tmp_path / "artifact", marker)
+    expected = json.loads((FIXTURES / "artifact_v1_expected.json").read_text(encoding="utf-8"))
+    predictor = Predictor.load(folder)
+    assert predictor.predict(expected["texts"]) == expected["answers"]  # loads as the plain model it is
+    assert not marker.exists()
+
+
+def test_trusting_remote_code_is_explicit_and_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.WARNING, logger="senti_lit.inference.artifact"):
+        Predictor.load(FIXTURES / "artifact_v1", trust_remote_code=True)
+    assert "trust_remote_code=true" in caplog.text and "only artifacts you trust" in caplog.text
