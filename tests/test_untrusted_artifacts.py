@@ -1,14 +1,21 @@
-"""An artifact is data: loading one never runs code it ships, unless the command line says trust_remote_code=true."""
+"""An artifact is data: loading one never runs code it ships, unless the command line says trust_remote_code=true;
+and the files the project writes are as readable as any other file."""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from senti_lit.data.inputs import InputSpec
+from senti_lit.files import atomic_write
+from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.inference.predictor import Predictor
+from senti_lit.models.spec import ModelSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -42,3 +49,18 @@ def test_trusting_remote_code_is_explicit_and_warned(tmp_path: Path, caplog: pyt
     with caplog.at_level(logging.WARNING, logger="senti_lit.inference.artifact"):
         Predictor.load(FIXTURES / "artifact_v1", trust_remote_code=True)
     assert "trust_remote_code=true" in caplog.text and "only artifacts you trust" in caplog.text
+
+
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path):
+    """safetensors and tempfile create files 0600; what the project writes follows the umask like any file."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.ckpt", lambda f: torch.save({"x": 1}, f))
+        model, tokenizer, meta = load_artifact(FIXTURES / "artifact_v1")
+        spec, inputs = ModelSpec.from_dict(meta), InputSpec.from_dict(meta["inputs"])
+        save_artifact(tmp_path / "artifact", model, tokenizer, spec, inputs, {}, {})
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "a.ckpt", tmp_path / "artifact" / "model.safetensors",
+                 tmp_path / "artifact" / "artifact.json"):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644), path

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from transformers import AutoModelForSequenceClassification
 
 from senti_lit.config import CONFIG_DIR
-from senti_lit.files import write_json
+from senti_lit.files import umask_mode, write_json
 from senti_lit.inference.artifact import base_config, load_artifact
 from senti_lit.models.heads import OneVsRestHead, VerbalizerHead
 from senti_lit.models.methods import merge_lora
@@ -125,6 +125,7 @@ def export_hf(artifact: str | Path, output: str | Path, probe_texts: list[str] |
     if output.exists():
         shutil.rmtree(output)
     hf.save_pretrained(output)
+    umask_mode(*Path(output).glob("*.safetensors"))
     tokenizer.model_max_length = meta["inputs"]["max_length"]  # pipeline(..., truncation=True) cuts there
     tokenizer.save_pretrained(output)
     write_json(output / "senti_lit_export.json", {"artifact": str(Path(artifact).resolve()),

@@ -22,6 +22,15 @@ def resolve_path(path: str | None) -> str | None:
     return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
+def umask_mode(*paths: Path) -> None:
+    """Give files the mode a plain open() would (0666 less the umask): safetensors and tempfile create theirs 0600,
+    which leaves the weights unreadable to the group that shares a results folder."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through a temporary file and rename: a crashed or concurrent run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +40,7 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it
+        umask_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from senti_lit.data.encoding import encode
 from senti_lit.data.examples import DataError
 from senti_lit.data.sources import read_lines
 from senti_lit.data.tokenization import build_tokenizer
-from senti_lit.files import write_json
+from senti_lit.files import umask_mode, write_json
 from senti_lit.models.backbone import build_backbone
 from senti_lit.models.mlm import fit_mlm, mlm_collator
 from senti_lit.runtime import keep_freed_memory, quiet_known_warnings
@@ -106,6 +106,7 @@ def pretrain(cfg: DictConfig) -> Path:
     target = out / "pretrained"
     if rank_zero_only.rank == 0:
         backbone.save_pretrained(target)
+        umask_mode(*target.glob("*.safetensors"))
         tokenizer.save_pretrained(target)
         write_json(out / "pretrain.json", {"texts": len(texts), "corpus": report, "tokens": int(encoded.offsets[-1]),
                                            "epochs": m.epochs, **mlm, "pretrained": str(target)})

@@ -25,7 +25,7 @@ import senti_lit
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.tokenization import build_tokenizer
-from senti_lit.files import write_json
+from senti_lit.files import umask_mode, write_json
 from senti_lit.models.builder import build_classifier
 from senti_lit.models.classifier import SentimentClassifier
 from senti_lit.models.methods import load_trainable, trainable_state_dict
@@ -75,10 +75,12 @@ def save_artifact(folder: Path, model: SentimentClassifier, tokenizer: PreTraine
         (folder / "config.yaml").write_text(config_yaml, encoding="utf-8")
     if weights == "full":
         save_model(model, str(folder / "model.safetensors"))  # handles tied weights (LM heads)
+        umask_mode(folder / "model.safetensors")
     else:
         state = trainable_state_dict(model)
         state.update({"thresholds": model.thresholds, "temperature": model.temperature})
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / "trainable.safetensors"))
+        umask_mode(folder / "trainable.safetensors")
     log.info("artifact: %s", folder)
     return folder
 
