@@ -60,7 +60,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path is not None:
         log.info("resuming from %s", ckpt_path)
     with fast_dropout_if(cfg.get("fast_dropout", False), model):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # checkpoints hold tensors and plain values only (RngState): nothing in them may run code when resumed
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     clock.lap("fit")
     last_monitored = trainer.callback_metrics.get(cfg.monitor.metric)  # trainer.test() clears it
     ckpt = load_best(trainer, model)

@@ -20,7 +20,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from senti_lit.config import plain
 from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, label_histogram
-from senti_lit.data.encoding import EncodedDataset, digest, files_digest, load_pickle, save_pickle, tokenizer_digest
+from senti_lit.data.encoding import EncodedDataset, digest, files_digest, load_json, save_json, tokenizer_digest
 from senti_lit.data.examples import DataError, Example
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.knowledge import Knowledge
@@ -144,14 +144,14 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.source = self.source_factory(self.path)  # built here, not in __init__: composing a config reads nothing
         cache = self._examples_cache()
         if cache is not None and cache.is_file():
-            self._restore(load_pickle(cache))
+            self._restore(load_json(cache))
             self.cache_hits["examples"] = True
             log.info("data: examples from cache %s", cache)
         else:
             self._read_clean_split()
             self.cache_hits["examples"] = False
             if cache is not None:
-                save_pickle(cache, self._snapshot())
+                save_json(cache, self._snapshot())
         log.info("data: %s", self.clean_report.summary())
         if self.knowledge is not None:
             self.splits, self.explanations, self.knowledge_report = self.knowledge.attach(self.splits,
@@ -225,7 +225,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         return LabelSpace(inferred.names, self.multi_label, aliases)
 
     def _examples_cache(self) -> Path | None:
-        """<cache_dir>/<key>/examples.pkl, keyed by the files' content and every option that changes the splits;
+        """<cache_dir>/<key>/examples.json, keyed by the files' content and every option that changes the splits;
         None when there is no cache (cache_dir null, or a source without local files)."""
         files = getattr(self.source, "files", None)
         if self.cache_dir is None or files is None:
@@ -240,7 +240,7 @@ class TextClassificationDataModule(L.LightningDataModule):
                                 self.aliases, self.multi_label, vars(self.normalizer), self.fractions,
                                 self.split_seed, self.limit_train, self.per_label, augment,
                                 *([self.folds, self.fold] if self.folds else []))
-        return self.cache_dir / self.cache_key / "examples.pkl"
+        return self.cache_dir / self.cache_key / "examples.json"
 
     def cache_folder(self) -> Path | None:
         """This data's cache folder (after `prepare_splits`), for what else is derived from it (a tokenizer)."""
@@ -254,7 +254,7 @@ class TextClassificationDataModule(L.LightningDataModule):
                 "augment": self.augment_report}
 
     def _restore(self, snap: dict[str, Any]) -> None:
-        self.splits = {name: [Example(t, l, o, name) for t, l, o in zip(*columns)]
+        self.splits = {name: [Example(t, tuple(l) if isinstance(l, list) else l, o, name) for t, l, o in zip(*columns)]
                        for name, columns in snap["splits"].items()}
         self.clean_report = CleanReport(**snap["report"])
         self.label_space = LabelSpace.from_dict(snap["labels"])

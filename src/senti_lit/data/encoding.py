@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from itertools import chain
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -99,7 +98,7 @@ def encode_chunk(tokenizer: PreTrainedTokenizerBase, chunk: list[str], max_lengt
 
 
 # -- cache keys ---------------------------------------------------------------------------------------------------
-CACHE_VERSION = 2  # bump when what is cached, or how it is computed, changes
+CACHE_VERSION = 3  # bump when what is cached, or how it is computed, changes (3: examples as JSON)
 
 
 def file_digest(path: Path) -> str:
@@ -124,13 +123,13 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
     return digest(type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens)
 
 
-def save_pickle(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+def save_json(path: Path, obj: Any) -> None:
+    """JSON, not pickle, in the cache: a cache file someone else wrote must never be able to run code here."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8")))
 
 
-def load_pickle(path: Path) -> Any:
-    with path.open("rb") as f:
-        return pickle.load(f)
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def files_digest(paths: Iterable[Path]) -> list[tuple[str, str]]:

@@ -64,3 +64,51 @@ def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path):
     for path in (tmp_path / "a.ckpt", tmp_path / "artifact" / "model.safetensors",
                  tmp_path / "artifact" / "artifact.json"):
         assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
+
+
+class Payload:
+    """What a hostile checkpoint carries: unpickling it runs `Path(marker).write_text`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, reviews_dir: Path):
+    from conftest import TINY_MODEL, compose_train
+    from senti_lit.train import train
+
+    marker, ckpt = tmp_path / "ran.txt", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, ckpt)
+    cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL, "model.mlm_warmup.epochs=0",
+                         "trainer.max_epochs=1", f"resume={ckpt}"], tmp_path / "run")
+    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
+        train(cfg)
+    assert not marker.exists()
+
+
+def test_the_data_cache_holds_no_pickle(tmp_path: Path, reviews_dir: Path):
+    """The cache folder may be shared: what is in it is read as data (JSON, numpy without pickle), never run."""
+    import numpy as np
+    from hydra.utils import instantiate
+
+    from conftest import TINY_MODEL, compose_train
+    from senti_lit.training import prepare_data
+
+    cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL], tmp_path / "run")
+    datamodule, _ = prepare_data(cfg)
+    folder = datamodule.cache_folder()
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert "examples.json" in files and any(f.endswith(".npz") for f in files), files
+    assert all(f.endswith((".json", ".npz", ".txt")) for f in files), files
+    json.loads((folder / "examples.json").read_text(encoding="utf-8"))
+    for npz in folder.rglob("*.npz"):
+        with np.load(npz, allow_pickle=False) as arrays:
+            assert set(arrays.files) == {"ids", "offsets", "labels"}
+    again = instantiate(cfg.data)  # a second run reads the same splits back from the cache
+    again.prepare_splits()
+    assert again.cache_hits["examples"]
+    assert [(ex.text, ex.label, ex.origin) for ex in again.splits["train"]] == [
+        (ex.text, ex.label, ex.origin) for ex in datamodule.splits["train"]]
