@@ -97,6 +97,9 @@ def run(cfg: DictConfig) -> None:
         target = Path(cfg.output) if cfg.output else source.with_suffix(".predictions.jsonl")
         predict_file(predictor, source, target, cfg.text_column, cfg.batch_size, cfg.top_k)
     elif cfg.text is not None:
+        if not str(cfg.text).strip():
+            raise SystemExit("text= is empty: give a text to classify (text=\"这家酒店很干净\"), input=FILE, or "
+                             "neither for the interactive loop")
         print(describe(predictor.predict([str(cfg.text)], top_k=cfg.top_k)[0]))
     else:
         repl(predictor, cfg.top_k)

@@ -94,6 +94,9 @@ def detect_encoding(path: Path, encoding: str = "auto") -> str:
     raise DataError(f"{path}: neither UTF-8 nor GB18030; set data.source.encoding to the file's encoding")
 
 
+# a review can be longer than the csv module's 131,072-character default; data.max_length truncates it later
+csv.field_size_limit(2**31 - 1)
+
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 TRUE_VALUES = {"1", "1.0", "true", "True"}
 FALSE_VALUES = {"0", "0.0", "false", "False"}  # an empty one-hot cell is a bad row, not a 0
