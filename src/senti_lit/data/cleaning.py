@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
@@ -16,6 +17,12 @@ FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}  # �
 # A segmenter's space: any whitespace not between two Latin letters/digits ("It ’ s me" -> "It’s me").
 SEGMENTATION_SPACE = re.compile(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])")
 WHITESPACE = re.compile(r"\s+")
+
+
+def duplicate_key(text: str) -> str:
+    """What makes two texts the same review, whatever `data.normalize` does to the model's input: NFKC (full-width
+    forms), and whitespace only where it separates Latin letters or digits ("很好 ，推荐" = "很好，推荐")."""
+    return SEGMENTATION_SPACE.sub("", WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip())
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class CleanReport:
     rows_read: int = 0
     empty: int = 0
     duplicates: int = 0
+    near_duplicates: int = 0  # copies equal to a kept text but for full-width forms or whitespace (duplicate_key)
     contradictory_texts: int = 0
     contradictory_rows: int = 0
     cross_split: int = 0  # copies in train of a text that is also in the published val/test split
@@ -62,7 +70,8 @@ class CleanReport:
         overlap = f", {self.cross_split} train copies of val/test texts" if self.cross_split else ""
         unlabelled = f" ({self.no_label} with no label)" if self.no_label else ""
         return (
-            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates"
+            f"read {self.rows_read} rows{bad}; dropped {self.empty} empty, {self.duplicates} exact duplicates, "
+            f"{self.near_duplicates} near-duplicates"
             f"{overlap}, {self.contradictory_rows} rows of {self.contradictory_texts} texts labelled two ways; "
             f"kept {self.kept}{unlabelled}"
         )
@@ -79,9 +88,9 @@ def clean(
     examples: Iterable[Example], normalizer: TextNormalizer = TextNormalizer(),
     aliases: Mapping[str, str] | None = None,
 ) -> tuple[list[Example], CleanReport]:
-    """Normalise texts and labels; drop empty texts and exact duplicates. A text in several published splits
-    keeps only its copies in the latest split (test > val > train); if those carry different labels, all of them
-    are dropped."""
+    """Normalise texts and labels; drop empty texts, exact duplicates and near-duplicates (the same `duplicate_key`:
+    they would otherwise land in different splits). A text in several published splits keeps only its copies in
+    the latest split (test > val > train); if those carry different labels, all of them are dropped."""
     report = CleanReport()
     aliases = dict(aliases or {})
     by_text: dict[str, list[Example]] = defaultdict(list)
@@ -91,9 +100,9 @@ def clean(
         if not text:
             report.empty += 1
             continue
-        by_text[text].append(Example(text, canonical_label(ex.label, aliases), ex.origin, ex.split))
+        by_text[duplicate_key(text)].append(Example(text, canonical_label(ex.label, aliases), ex.origin, ex.split))
     kept: list[Example] = []
-    for text, group in by_text.items():
+    for group in by_text.values():
         if len(group) == 1:  # the common case, without building a set
             kept.append(group[0])
             continue
@@ -107,9 +116,12 @@ def clean(
             if len(report.examples_of_contradictions) < 3:
                 origins = sorted({ex.origin for ex in winners})
                 more = f" (+{len(origins) - 2} more)" if len(origins) > 2 else ""
-                report.examples_of_contradictions.append(f"{text[:30]!r} at {', '.join(origins[:2])}{more}")
+                where = ", ".join(origins[:2])
+                report.examples_of_contradictions.append(f"{winners[0].text[:30]!r} at {where}{more}")
             continue
-        report.duplicates += len(winners) - 1
+        near = sum(1 for ex in winners[1:] if ex.text != winners[0].text)
+        report.near_duplicates += near
+        report.duplicates += len(winners) - 1 - near
         kept.append(winners[0])
     report.no_label = sum(1 for ex in kept if ex.label == ())
     report.kept = len(kept)

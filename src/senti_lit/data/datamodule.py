@@ -19,7 +19,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from senti_lit.config import plain
-from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, label_histogram
+from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, duplicate_key, label_histogram
 from senti_lit.data.encoding import EncodedDataset, digest, files_digest, load_json, save_json, tokenizer_digest
 from senti_lit.data.examples import DataError, Example
 from senti_lit.data.inputs import InputSpec
@@ -201,7 +201,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         source = TableSource(spec["path"], text_column=spec.get("text_column", "text"),
                              label_column=spec.get("label_column", "label"))
         rows, _ = clean(source.read(), self.normalizer, self.aliases)
-        seen = {ex.text for part in splits.values() for ex in part}
+        seen = {duplicate_key(ex.text) for part in splits.values() for ex in part}
         added = []
         for ex in rows:
             try:
@@ -209,7 +209,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             except KeyError as e:
                 raise DataError(f"{ex.origin}: {e.args[0]}; data.augment rows must use this dataset's labels "
                                 f"{list(self.label_space.names)}") from None
-            if ex.text not in seen:
+            if duplicate_key(ex.text) not in seen:
                 added.append(Example(ex.text, ex.label, ex.origin, "train"))
         self.augment_report = {"path": str(spec["path"]), "rows": len(rows), "added_to_train": len(added),
                                "already_in_data": len(rows) - len(added)}
@@ -270,7 +270,8 @@ class TextClassificationDataModule(L.LightningDataModule):
             "source": getattr(self, "source_description", None) or repr(self.source),
             "rows_read": report.rows_read,
             "kept": report.kept,
-            "dropped": {"empty": report.empty, "duplicates": report.duplicates, "cross_split": report.cross_split,
+            "dropped": {"empty": report.empty, "duplicates": report.duplicates,
+                        "near_duplicates": report.near_duplicates, "cross_split": report.cross_split,
                         "contradictory_rows": report.contradictory_rows, "bad_rows": report.bad_rows},
             "contradictory_texts": report.contradictory_texts,
             "no_label": report.no_label,

@@ -10,6 +10,7 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from senti_lit.data.cleaning import duplicate_key
 from senti_lit.data.examples import DataError, Example
 
 SPLITS = ("train", "val", "test")
@@ -124,11 +125,11 @@ def split_digest(examples: Sequence[Example]) -> str:
 
 
 def check_no_leakage(splits: dict[str, list[Example]]) -> None:
-    """No text may sit in two splits: a model would be tested on what it trained on."""
+    """No text may sit in two splits, not even as a near-duplicate: a model would be tested on what it trained on."""
     seen: dict[str, str] = {}
     for name, examples in splits.items():
         for ex in examples:
-            other = seen.setdefault(ex.text, name)
+            other = seen.setdefault(duplicate_key(ex.text), name)
             if other != name:
                 raise DataError(f"{ex.origin}: text is in both the {other} and {name} splits: {ex.text[:60]!r}")
 
