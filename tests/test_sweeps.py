@@ -31,9 +31,12 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(reviews_dir: Path, tmp_pat
     logs = tmp_path / "logs"
     result = run_cli(tmp_path, "-m", "seed=1,2", "model.optimizer.weight_decay=0.01,-1", f"data.path={reviews_dir}",
                      *TINY_MODEL, "debug=fdr", f"paths.log_dir={logs}", f"paths.cache_dir={tmp_path / 'cache'}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    # every job ran and the report is written, and the command says that two failed
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "2 of 4 jobs failed: job" in result.stderr and "Invalid weight_decay" in result.stderr
     assert "Warning" not in result.stderr + result.stdout
     sweep = sweep_dir(logs)
+    assert (sweep / "report.md").is_file()
     with (sweep / "jobs.csv").open() as f:
         jobs = list(csv.DictReader(f))
     assert sorted(j["status"] for j in jobs) == ["failed", "failed", "ok", "ok"]

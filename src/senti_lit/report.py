@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,14 @@ class ReportCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        if sweep.is_dir() and job_dirs(sweep):
-            write_report(sweep)
+        if not (sweep.is_dir() and job_dirs(sweep)):
+            return
+        failed = [row for row in write_report(sweep)["jobs"] if row["status"] == "failed"]
+        if failed:  # the other jobs ran and the report is written; the command still says it did not all work
+            print(f"{len(failed)} of {len(job_dirs(sweep))} jobs failed: "
+                  + "; ".join(f"job {row['job']}: {row.get('error')}" for row in failed[:5])
+                  + f" (their logs: {sweep}/<job>/)", file=sys.stderr)
+            raise SystemExit(1)
 
 
 def main() -> None:
