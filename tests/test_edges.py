@@ -60,3 +60,31 @@ def test_near_duplicates_never_cross_splits(tmp_path: Path):
             assert where.setdefault(duplicate_key(ex.text), name) == name, ex
     summary = datamodule.summary()
     assert summary["dropped"]["near_duplicates"] == 100 and summary["kept"] == 150
+
+
+def test_truncated_weights_name_the_file(tmp_path: Path):
+    import shutil
+
+    import pytest
+
+    from senti_lit.inference.predictor import Predictor
+
+    folder = shutil.copytree(FIXTURES / "artifact_v1", tmp_path / "artifact")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"model\.safetensors: cannot load these weights .*truncated"):
+        Predictor.load(folder)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors: missing"):
+        Predictor.load(folder)
+
+
+def test_a_bad_number_fails_before_any_data_is_read(tmp_path: Path):
+    import pytest
+
+    from conftest import compose_train
+    from senti_lit.train import train
+
+    cfg = compose_train(["model.optimizer.lr=notanumber", f"data.path={tmp_path / 'no_such_folder'}"], tmp_path)
+    with pytest.raises(ValueError, match=r"model\.optimizer\.lr='notanumber': must be a number"):
+        train(cfg)

@@ -88,6 +88,29 @@ if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", auto_precision)
 
 
+# keys whose values are numbers wherever they appear (optimiser, warm-up, regularisation, sizes)
+NUMBER_KEYS = {"lr", "weight_decay", "warmup_ratio", "dropout", "label_smoothing", "token_dropout", "mask_prob",
+               "head_lr", "gamma", "max_epochs", "max_steps", "batch_size", "eval_batch_size", "max_length",
+               "epochs", "seed", "limit_train", "per_label", "gradient_clip_val", "accumulate_grad_batches"}
+
+
+def check_numbers(cfg: Any, path: str = "") -> None:
+    """A number-valued key holding text (`model.optimizer.lr=notanumber`) fails here, naming the key, before any
+    data is read or any model trained."""
+    if isinstance(cfg, DictConfig):
+        for key in cfg:
+            node, where = cfg._get_node(key), f"{path}{key}"
+            if isinstance(node, (DictConfig, ListConfig)):
+                check_numbers(node, where + ".")
+            elif (key in NUMBER_KEYS and isinstance(node._value(), str) and not OmegaConf.is_interpolation(cfg, key)
+                  and not OmegaConf.is_missing(cfg, key)):
+                raise ValueError(f"{where}={node._value()!r}: must be a number (e.g. {where}=3e-4)")
+    elif isinstance(cfg, ListConfig):
+        for i, item in enumerate(cfg):
+            if isinstance(item, (DictConfig, ListConfig)):
+                check_numbers(item, f"{path}{i}.")
+
+
 def data_config(app: str, name: str, overrides: Sequence[str], paths: Any = None) -> DictConfig:
     """`conf/data/<name>.yaml` composed as the `app` config (evaluate, pretrain) would, inside a running Hydra app
     or standalone: for commands that read several datasets, each with its own files, aliases and seeded split.

@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from senti_lit.calibration import calibrate, collect_logits
-from senti_lit.config import CONFIG_DIR, plain
+from senti_lit.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.files import write_json
 from senti_lit.inference.artifact import save_artifact
 from senti_lit.models.builder import parameter_counts
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     quiet_known_warnings()
+    check_numbers(cfg)
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
         log.info("resume=auto: %s already finished; its metrics stand", out)

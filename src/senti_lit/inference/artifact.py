@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -116,14 +117,28 @@ def load_artifact(folder: str | Path, device: str = "cpu", trust_remote_code: bo
     if meta["weights"] == "full":  # the architecture only: every weight comes from model.safetensors
         model = build_classifier(spec, tokenizer, labels, path=str(folder / "backbone"), weights=False,
                                  model_kwargs=kwargs)
-        load_model(model, str(folder / "model.safetensors"), strict=True)
+        with named_file(folder / "model.safetensors"):
+            load_model(model, str(folder / "model.safetensors"), strict=True)
     else:
         model = build_classifier(spec, tokenizer, labels, model_kwargs=kwargs)
-        state = load_file(str(folder / "trainable.safetensors"))
+        with named_file(folder / "trainable.safetensors"):
+            state = load_file(str(folder / "trainable.safetensors"))
         model.thresholds.copy_(state.pop("thresholds"))
         model.temperature.copy_(state.pop("temperature"))
         load_trainable(model, state)
     return model.to(device).eval(), tokenizer, meta
+
+
+@contextmanager
+def named_file(path: Path) -> Iterator[None]:
+    """Errors reading a weights file name the file (safetensors' own say only "invalid header" or the like)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; the artifact is incomplete (copy the whole folder, or train again)")
+    try:
+        yield
+    except Exception as e:
+        raise ValueError(f"{path}: cannot load these weights ({type(e).__name__}: {e}); the file is truncated, "
+                         "damaged or from another model: copy it again, or train again") from e
 
 
 def input_spec(meta: Mapping[str, Any]) -> InputSpec:
