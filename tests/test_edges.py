@@ -88,3 +88,29 @@ def test_a_bad_number_fails_before_any_data_is_read(tmp_path: Path):
     cfg = compose_train(["model.optimizer.lr=notanumber", f"data.path={tmp_path / 'no_such_folder'}"], tmp_path)
     with pytest.raises(ValueError, match=r"model\.optimizer\.lr='notanumber': must be a number"):
         train(cfg)
+
+
+def test_last_checkpoint_is_no_second_copy_of_the_best(tmp_path: Path, reviews_dir: Path):
+    """A 1-epoch run: its best checkpoint is its last; last.ckpt links to it instead of repeating its weights."""
+    import torch
+
+    from conftest import TINY_MODEL, compose_train
+    from senti_lit.train import train
+
+    cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL, "model.mlm_warmup.epochs=0", "trainer.max_epochs=1",
+                         "callbacks.rich_progress_bar=null"], tmp_path / "run")
+    summary = train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.is_symlink() and last.resolve() == Path(summary["best_checkpoint"]).resolve()
+    assert torch.load(last, weights_only=True)["global_step"] > 0  # a resume reads it like a file
+
+
+def test_inputs_of_the_same_name_get_their_own_predictions(tmp_path: Path):
+    for name, content in (("reviews.csv", "text\n很好\n"), ("reviews.jsonl", '{"text": "很差"}\n')):
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        result = subprocess.run([sys.executable, "-m", "senti_lit.predict", f"artifact={FIXTURES / 'artifact_v1'}",
+                                 f"input={tmp_path / name}"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    outputs = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.predictions.jsonl")}
+    assert set(outputs) == {"reviews.csv.predictions.jsonl", "reviews.jsonl.predictions.jsonl"}
+    assert "很好" in outputs["reviews.csv.predictions.jsonl"] and "很差" in outputs["reviews.jsonl.predictions.jsonl"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 
 
 def warmup_ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -34,3 +34,17 @@ class WarmupEMA(WeightAveraging):
         # the parent would put the raw training weights back over them.
         if trainer.state.fn == "fit":
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+class Checkpoints(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, with `last.ckpt` a link to this step's best checkpoint when the two hold the same
+    weights (a 1-epoch MiniLM run wrote 690 MB as two identical files), and a file of its own otherwise (resuming
+    continues from the latest step, not from the best). Lightning's `save_last="link"` would point `last.ckpt` at
+    an older best checkpoint; this decides per save (private state of ModelCheckpoint: `_last_global_step_saved` and
+    `_last_checkpoint_saved`, set by every save)."""
+
+    def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        if self.save_last:
+            same_step = self._last_checkpoint_saved and self._last_global_step_saved == trainer.global_step
+            self.save_last = "link" if same_step else True
+        super()._save_last_checkpoint(trainer, monitor_candidates)

@@ -94,7 +94,8 @@ def run(cfg: DictConfig) -> None:
                                threshold=cfg.threshold, trust_remote_code=cfg.trust_remote_code)
     if cfg.input:
         source = Path(cfg.input)
-        target = Path(cfg.output) if cfg.output else source.with_suffix(".predictions.jsonl")
+        # the input's own suffix stays in the default name: reviews.csv and reviews.jsonl never share an output
+        target = Path(cfg.output) if cfg.output else source.with_name(f"{source.name}.predictions.jsonl")
         predict_file(predictor, source, target, cfg.text_column, cfg.batch_size, cfg.top_k)
     elif cfg.text is not None:
         if not str(cfg.text).strip():
