@@ -114,3 +114,17 @@ def test_inputs_of_the_same_name_get_their_own_predictions(tmp_path: Path):
     outputs = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.predictions.jsonl")}
     assert set(outputs) == {"reviews.csv.predictions.jsonl", "reviews.jsonl.predictions.jsonl"}
     assert "很好" in outputs["reviews.csv.predictions.jsonl"] and "很差" in outputs["reviews.jsonl.predictions.jsonl"]
+
+
+def test_a_user_error_is_one_message_not_a_traceback(tmp_path: Path):
+    import os
+
+    args = [sys.executable, "-m", "senti_lit.train", "data=csv", f"data.path={tmp_path / 'no_such.csv'}",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: " in result.stderr and "no_such.csv: no such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
+    full = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback" in full.stderr

@@ -32,7 +32,7 @@ from rich.progress import Progress
 
 from senti_lit.config import CONFIG_DIR, plain
 from senti_lit.files import atomic_write
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.runtime import quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="annotate")
+@user_errors
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

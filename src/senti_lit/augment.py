@@ -30,7 +30,7 @@ from senti_lit.data.cleaning import TextNormalizer
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.files import resolve_path, write_json
 from senti_lit.models.optim import FusedClipping, can_fuse
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.runtime import quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="augment")
+@user_errors
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

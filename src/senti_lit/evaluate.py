@@ -24,7 +24,7 @@ from rich.table import Table
 from senti_lit.config import CONFIG_DIR, data_config, plain
 from senti_lit.files import write_json
 from senti_lit.inference.predictor import Predictor
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.runtime import quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ def heatmap(path: Path, cells: dict[str, dict[str, Any]], models: list[str], dat
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@user_errors
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

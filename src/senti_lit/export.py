@@ -27,7 +27,7 @@ from senti_lit.files import umask_mode, write_json
 from senti_lit.inference.artifact import base_config, load_artifact
 from senti_lit.models.heads import OneVsRestHead, VerbalizerHead
 from senti_lit.models.methods import merge_lora
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.runtime import quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ def export_hf(artifact: str | Path, output: str | Path, probe_texts: list[str] |
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@user_errors
 def main(cfg: DictConfig) -> None:
     quiet_known_warnings()
     if cfg.format != "hf":

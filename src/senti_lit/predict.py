@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from senti_lit.config import CONFIG_DIR
 from senti_lit.data.sources import texts_to_predict
 from senti_lit.inference.predictor import Predictor, describe
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.runtime import quiet_known_warnings, user_errors
 
 QUIT = {"q", "quit", "exit"}
 
@@ -88,6 +88,7 @@ def main() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@user_errors
 def run(cfg: DictConfig) -> None:
     quiet_known_warnings()
     predictor = Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision),

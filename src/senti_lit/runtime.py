@@ -2,9 +2,12 @@
 bf16 support."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sys
 import warnings
+from typing import Any, Callable
 
 
 def quiet_known_warnings() -> None:
@@ -60,3 +63,24 @@ def keep_freed_memory() -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's task (inside `@hydra.main`): a known user error (bad data, a missing file or model, a bad value)
+    prints its message in one line and exits 1; the traceback only with HYDRA_FULL_ERROR=1 or hydra.verbose."""
+    from senti_lit.data.examples import DataError
+
+    @functools.wraps(task)
+    def run(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except (DataError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+            from hydra.core.hydra_config import HydraConfig
+
+            verbose = HydraConfig.initialized() and HydraConfig.get().verbose
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or verbose:
+                raise
+            print(f"error: {e}\n(HYDRA_FULL_ERROR=1 shows where in the code it came from)", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    return run

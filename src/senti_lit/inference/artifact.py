@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
