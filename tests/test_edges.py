@@ -128,3 +128,26 @@ def test_a_user_error_is_one_message_not_a_traceback(tmp_path: Path):
     full = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr
+
+
+def test_evaluate_checks_every_dataset_before_scoring(tmp_path: Path):
+    """Two datasets whose files are missing: one error names both, with the key that fixes it, and no model ran."""
+    from hydra import compose, initialize_config_dir
+
+    import pytest
+
+    from senti_lit.config import CONFIG_DIR
+    from senti_lit.data.examples import DataError
+    from senti_lit.evaluate import run
+
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=[
+            f"artifacts=[{tmp_path / 'not_an_artifact'}]", "datasets=[chnsenticorp,demo]",
+            f"+data_overrides.chnsenticorp=['data.path={tmp_path / 'none'}']",
+            f"+data_overrides.demo=['data.path={tmp_path / 'none'}']", f"paths.output_dir={tmp_path}",
+            f"paths.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(DataError) as error:
+        run(cfg)  # the artifact does not exist either: the data is checked first
+    message = str(error.value)
+    assert "data=chnsenticorp:" in message and "data=demo:" in message
+    assert "+data_overrides.chnsenticorp=['data.path=DIR']" in message

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from senti_lit.config import CONFIG_DIR, data_config, plain
+from senti_lit.data.examples import DataError
 from senti_lit.files import write_json
 from senti_lit.inference.predictor import Predictor
 from senti_lit.runtime import quiet_known_warnings, user_errors
@@ -71,6 +72,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     folders = [Path(a) for a in plain(cfg.artifacts)]
     if not folders or not cfg.datasets:
         raise ValueError("evaluate needs artifacts=[dir,...] (training runs' artifact/) and datasets=[name,...]")
+    data = read_datasets(cfg)  # every dataset's files first: a missing one fails before any model has run
     predictors = {}
     for folder in folders:
         predictor = Predictor.load(folder, device=cfg.device, precision=str(cfg.precision),
@@ -80,16 +82,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         name = model_name(folder, predictor.meta)
         predictors[name if name not in predictors else f"{name}@{folder.parent.name}"] = predictor
     label_map = {str(k): str(v) for k, v in plain(cfg.label_map or {}).items()}
-    overrides = plain(cfg.data_overrides or {})
     cells: dict[str, dict[str, Any]] = {m: {} for m in predictors}
-    for dataset in plain(cfg.datasets):
-        datamodule = instantiate(data_config("evaluate", dataset, overrides.get(dataset, []), cfg.paths))
-        if datamodule.multi_label:
-            raise ValueError(f"data={dataset}: multi-label data; the accuracy matrix is for single-label datasets")
-        examples = datamodule.prepare_splits()[cfg.split]
+    for dataset, (label_names, examples) in data.items():
         texts, labels = [ex.text for ex in examples], [ex.label for ex in examples]
         for name, predictor in predictors.items():
-            mapping = label_mapping(datamodule.label_space.names, predictor, label_map)
+            mapping = label_mapping(label_names, predictor, label_map)
             cells[name][dataset] = evaluate_cell(predictor, texts, labels, mapping, cfg.batch_size)
             cell = cells[name][dataset]
             log.info("%s on %s (%s split): accuracy %s over %d texts; absent labels %s", name, dataset, cfg.split,
@@ -97,6 +94,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     write_outputs(out, cells, plain(cfg.datasets), cfg.split)
     return cells
+
+
+def read_datasets(cfg: DictConfig) -> dict[str, tuple[list[str], list]]:
+    """{dataset: (label names, examples of the evaluated split)}, each composed from its own data config; every
+    dataset that cannot be read is named in one error, with the override that points it at its files."""
+    overrides = plain(cfg.data_overrides or {})
+    data, problems = {}, []
+    for dataset in plain(cfg.datasets):
+        try:
+            datamodule = instantiate(data_config("evaluate", dataset, overrides.get(dataset, []), cfg.paths))
+            examples = datamodule.prepare_splits()[cfg.split]
+        except DataError as e:
+            problems.append(f"data={dataset}: {e}; point it at its files with "
+                            f"\"+data_overrides.{dataset}=['data.path=DIR']\"")
+            continue
+        if datamodule.multi_label:
+            problems.append(f"data={dataset}: multi-label data; the accuracy matrix is for single-label datasets")
+            continue
+        data[dataset] = (list(datamodule.label_space.names), examples)
+    if problems:
+        raise DataError("\n".join(problems))
+    return data
 
 
 def write_outputs(out: Path, cells: dict[str, dict[str, Any]], datasets: list[str], split: str) -> None:
