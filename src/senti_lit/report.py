@@ -60,30 +60,34 @@ def group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"configuration": name, "jobs": len(members), "ok": len(ok)}
         for key in ("best", *METRICS):
             values = [r[key] for r in ok if r.get(key) is not None]
-            if values:
-                std = statistics.stdev(values) if len(values) > 1 else 0.0
-                entry[key] = f"{statistics.mean(values):.4f} ± {std:.4f}"
+            if len(values) > 1:
+                entry[key] = f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+            elif values:  # one run has no spread to show
+                entry[key] = f"{values[0]:.4f}"
         out.append(entry)
     return out
 
 
 def markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c), c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def fmt(value: Any) -> str:
+def fmt(value: Any, column: str = "") -> str:
     if value is None:
         return ""
+    if column == "seconds" and isinstance(value, (int, float)):
+        return f"{value:.0f}"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def columns_of(rows: list[dict[str, Any]], first: list[str]) -> list[str]:
+    """`first`, then every other key the rows have, without the columns that are empty in every row."""
     seen = list(first)
     for row in rows:
         seen += [k for k in row if k not in seen]
-    return seen
+    return [c for c in seen if any(fmt(r.get(c)) for r in rows)]
 
 
 def varying(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,11 +112,14 @@ def write_report(sweep: Path, console: Console | None = None) -> dict[str, list[
         f"{markdown(groups, group_cols)}\n", encoding="utf-8")
     console = console or Console()
     for title, data, cols in (("jobs", rows, job_cols), ("configurations (mean ± std over seeds)", groups, group_cols)):
+        if not console.is_terminal:  # piped or logged: no terminal width to fit, so no cell is cut
+            print(f"{sweep.name}: {title}\n{markdown(data, cols)}\n", file=console.file)
+            continue
         table = Table(title=f"{sweep.name}: {title}")
-        for col in cols:
-            table.add_column(col)
+        for col in cols:  # long cells wrap at the terminal's width instead of being cut
+            table.add_column(col, overflow="fold")
         for row in data:
-            table.add_row(*(fmt(row.get(c)) for c in cols))
+            table.add_row(*(fmt(row.get(c), c) for c in cols))
         console.print(table)
     return {"jobs": rows, "configurations": groups}
 
