@@ -1,10 +1,14 @@
 """Lightning callbacks senti_lit adds to the stock ones."""
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Callable
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, WeightAveraging
+
+log = logging.getLogger(__name__)
 
 
 def warmup_ema_fn(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -48,3 +52,37 @@ class Checkpoints(ModelCheckpoint):
             same_step = self._last_checkpoint_saved and self._last_global_step_saved == trainer.global_step
             self.save_last = "link" if same_step else True
         super()._save_last_checkpoint(trainer, monitor_candidates)
+
+
+class LineProgress(Callback):
+    """Progress as log lines, for output that is not a terminal (`make train > log`, CI, SLURM), where a progress bar
+    shows nothing: a line every `every_seconds` of training (step, epoch, loss, speed) and one after each validation.
+    Used in place of the configured progress bar when stdout is not a terminal."""
+
+    def __init__(self, every_seconds: float = 30.0) -> None:
+        self.every_seconds = every_seconds
+        self._last = self._start = 0.0
+        self._start_step = 0
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._last = self._start = time.monotonic()
+        self._start_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_seconds:
+            return
+        self._last = now
+        steps = trainer.global_step - self._start_step
+        total = trainer.estimated_stepping_batches
+        loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss_step")}
+        log.info("epoch %d, step %d/%s, %.1f steps/s%s", trainer.current_epoch, trainer.global_step,
+                 total if total != float("inf") else "?", steps / max(now - self._start, 1e-9),
+                 "".join(f", {k} {v:.4f}" for k, v in loss.items()))
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        shown = {k: float(metrics[k]) for k in ("val/acc", "val/macro_f1", "val/loss") if k in metrics}
+        log.info("epoch %d validated: %s", trainer.current_epoch, ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))

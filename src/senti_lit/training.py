@@ -4,6 +4,7 @@ run's timings and its metrics table."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from functools import partial
@@ -13,12 +14,14 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from transformers import PreTrainedTokenizerBase
 
+from senti_lit.callbacks import LineProgress
 from senti_lit.config import plain
 from senti_lit.data.vocabulary import init_whole_words
 from senti_lit.models.builder import build_classifier
@@ -59,14 +62,19 @@ def prepare_backbone(backbone, cfg: DictConfig, datamodule, tokenizer, out: Path
     init_whole_words(backbone, tokenizer, datamodule.added_words)
     mlm = plain(cfg.model.get("mlm_warmup")) or {}
     if warmup and mlm.get("epochs", 0) > 0:
+        bars = progress_bars(cfg)
         mlm_warmup(backbone, tokenizer, datamodule, mlm, partial(instantiate, cfg.trainer),
-                   Path(out or cfg.paths.output_dir), fast_dropout=cfg.get("fast_dropout", False),
-                   callbacks=progress_bars(cfg))
+                   Path(out or cfg.paths.output_dir), fast_dropout=cfg.get("fast_dropout", False), callbacks=bars,
+                   **no_bar(bars))
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every `_target_` entry of a callbacks/logger group (entries set to null are skipped)."""
-    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+    """Instantiate every `_target_` entry of a callbacks/logger group (entries set to null are skipped); a progress
+    bar becomes progress lines when stdout is not a terminal (a bar would show nothing there)."""
+    made = [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+    if sys.stdout.isatty():
+        return made
+    return [LineProgress() if isinstance(c, ProgressBar) else c for c in made]
 
 
 def progress_bars(cfg: DictConfig) -> list[Any]:
@@ -75,13 +83,20 @@ def progress_bars(cfg: DictConfig) -> list[Any]:
     return instantiate_group({k: v for k, v in (cfg.callbacks or {}).items() if "progress_bar" in k})
 
 
+def no_bar(callbacks: list[Any]) -> dict[str, Any]:
+    """The Trainer's `enable_progress_bar`: off when the progress went to lines (Lightning's default bar would
+    otherwise come back)."""
+    return {} if any(isinstance(c, ProgressBar) for c in callbacks) else {"enable_progress_bar": False}
+
+
 def make_trainer(cfg: DictConfig, resumed: bool = False) -> L.Trainer:
     """The classifier's Trainer: the config's callbacks and loggers, RNG state and atomic writes in checkpoints."""
     callbacks = [*instantiate_group(cfg.callbacks), RngState()]
     loggers = instantiate_group(cfg.logger)
     if resumed:
         continue_logs(loggers)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
+                          **no_bar(callbacks))
     for logger in trainer.loggers:
         logger.log_hyperparams(flat_config(cfg))
     return trainer
