@@ -15,8 +15,7 @@ from senti_lit.annotate import LocalCausalLM, build_messages, run
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
 
-from conftest import compose_config
-from test_methods import local_models  # noqa: F401  (the fixture)
+from helpers.compose import compose_config
 
 
 class ChatServer:

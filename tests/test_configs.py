@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from senti_lit.config import CONFIG_DIR
 from senti_lit.train import BUILD_KEYS, instantiate_group
 
-from conftest import compose_train
+from helpers.compose import compose_train
 
 # the groups train.yaml composes (annotator belongs to annotate.yaml: tests/test_annotate.py)
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "local",

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from senti_lit.data.sources import DataError
 
-from conftest import compose_train
+from helpers.compose import compose_train
 
 
 def datamodule(name: str, path: Path, *overrides: str):

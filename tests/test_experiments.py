@@ -11,8 +11,9 @@ import pytest
 from senti_lit.config import CONFIG_DIR
 from senti_lit.train import train
 
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_train, write_reviews
-from test_methods import tiny_pretrained
+from helpers.compose import compose_train
+from helpers.data import FILLER, NEGATIVE, POSITIVE, write_reviews
+from helpers.models import tiny_pretrained
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 

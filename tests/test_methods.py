@@ -8,56 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
-from senti_lit.data.tokenization import train_tokenizer
 from senti_lit.train import build_classifier, build_prompt, prepare_data, train
 from senti_lit.utils import parameter_counts
 
-from conftest import compose_train, write_reviews
-
-TINY = {"bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=64),
-        "gpt2": dict(n_embd=32, n_layer=2, n_head=2, n_positions=512)}  # room for few-shot chat prompts
-CONFIGS = {"bert_finetune": "bert", "bert_probe": "bert", "bert_lora": "bert", "bert_adapter": "bert",
-           "bert_cloze": "bert", "gpt2_adapter": "gpt2", "gpt2_lora": "gpt2", "gpt2_full": "gpt2", "gpt2_prompt": "gpt2"}
-# the tiny tokenizer is learned from the review fixtures: label words from their characters
-TINY_WORDS = ["model.verbalizer.words.negative='差'", "model.verbalizer.words.positive='好'"]  # quoted: Hydra's grammar
-
-
-def tiny_pretrained(folder: Path, model_type: str, reviews: Path) -> Path:
-    """A tiny 'pretrained' model + tokenizer in a local dir, like a Hub snapshot (saved with its LM head, as Hub
-    checkpoints are). GPT2 gets the Chinese GPT2's quirks: a BERT-style tokenizer and bos/eos ids (50256) outside
-    its vocabulary."""
-    texts = [line for name in ("pos.txt", "neg.txt") for line in (reviews / name).read_text("utf-8").splitlines()]
-    tokenizer = train_tokenizer(texts, vocab_size=300)
-    tokenizer.save_pretrained(folder)
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                  bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-                                  **TINY[model_type])
-    torch.manual_seed(0)
-    with_head = AutoModelForMaskedLM if model_type == "bert" else AutoModelForCausalLM
-    with_head.from_config(config).save_pretrained(folder)
-    if model_type == "gpt2":
-        saved = json.loads((folder / "config.json").read_text())
-        saved.update(bos_token_id=50256, eos_token_id=50256)
-        saved.pop("pad_token_id", None)
-        (folder / "config.json").write_text(json.dumps(saved))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def local_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    reviews = write_reviews(root / "reviews", n_per_label=60)
-    return {"reviews": reviews, **{t: tiny_pretrained(root / t, t, reviews) for t in TINY}}
-
-
-def overrides(name: str, local_models: dict[str, Path], *extra: str) -> list[str]:
-    words = TINY_WORDS if name in ("bert_cloze", "gpt2_prompt") else []
-    return [f"model={name}", f"model.backbone.path={local_models[CONFIGS.get(name, 'bert')]}", *words,
-            f"data.path={local_models['reviews']}", "data.max_length=32", "data.batch_size=8",
-            "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", *extra]
+from helpers.compose import compose_train
+from helpers.models import CONFIGS, TINY, TINY_WORDS, classifier, overrides
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -72,13 +28,6 @@ def test_two_training_steps_from_a_local_dir(name: str, local_models: dict[str, 
         assert share == expected
     else:  # frozen backbone: the head (and adapters / LoRA matrices) train
         assert 0.0 < share < 0.5, summary
-
-
-def classifier(name: str, local_models: dict[str, Path], tmp_path: Path, *extra: str):
-    cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
-    datamodule, tokenizer = prepare_data(cfg)
-    torch.manual_seed(0)
-    return build_classifier(cfg, datamodule, tokenizer, tmp_path), datamodule
 
 
 METHODS = [("bert_finetune", []), ("bert_probe", []), ("bert_lora", []), ("bert_adapter", []),

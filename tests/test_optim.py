@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import compose_config, compose_train
 from senti_lit.data.labels import LabelSpace
 from senti_lit.models.classifier import SentimentClassifier
-from test_models import tiny_bert
+
+from helpers.compose import compose_config, compose_train
+from helpers.models import tiny_bert
 
 CLIP = 1e-3
 

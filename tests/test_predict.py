@@ -16,8 +16,9 @@ from senti_lit.export import NotExportable, export_hf
 from senti_lit.predict import Predictor, describe, quote_free_text, read_input
 from senti_lit.train import train
 
-from conftest import TINY_MODEL, compose_train, write_reviews
-from test_methods import classifier, local_models  # noqa: F401  (the fixture)
+from helpers.compose import TINY_MODEL, compose_train
+from helpers.data import write_reviews
+from helpers.models import classifier, overrides
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_artifact_round_trip_and_export(name: str, extra: list[str], local_model
         p.data.add_(torch.randn_like(p) * 0.05)
     model.temperature.fill_(1.7)
     cfg = compose_train([], tmp_path)  # only for config.yaml; the model's own settings are passed in
-    cfg.model = compose_train(__import__("test_methods").overrides(name, local_models, *extra), tmp_path).model
+    cfg.model = compose_train(overrides(name, local_models, *extra), tmp_path).model
     save_artifact(tmp_path / "artifact", model, datamodule.tokenizer, cfg, datamodule.model_settings(), {}, {})
     loaded, tokenizer, meta = load_artifact(tmp_path / "artifact")
     batch = next(iter(datamodule.val_dataloader()))

@@ -10,7 +10,7 @@ from transformers import AutoModel
 from senti_lit.pretrain import pretrain
 from senti_lit.train import train
 
-from conftest import TINY_MODEL, compose_config, compose_train
+from helpers.compose import TINY_MODEL, compose_config, compose_train
 
 TINY_BACKBONE = [o for o in TINY_MODEL if o.startswith(("model.tokenizer", "model.backbone", "data.", "trainer."))]
 

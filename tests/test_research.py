@@ -24,8 +24,9 @@ from senti_lit.models.heads import OneVsRestHead
 from senti_lit.predict import Predictor
 from senti_lit.train import build_classifier, prepare_data, train
 
-from conftest import NEGATIVE, POSITIVE, TINY_MODEL, compose_config, compose_train, review, write_reviews
-from test_methods import local_models, overrides  # noqa: F401  (the fixture)
+from helpers.compose import TINY_MODEL, compose_config, compose_train
+from helpers.data import NEGATIVE, POSITIVE, review, write_reviews
+from helpers.models import overrides
 
 # fp32 training: the test metrics then equal what the (fp32) Predictor computes, example for example
 QUIET = ["callbacks.rich_progress_bar=null", "model.mlm_warmup.epochs=0", "trainer.precision=32-true"]

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from senti_lit.config import resume_run_dir
 from senti_lit.resume import AtomicCheckpointIO, resume_checkpoint
 from senti_lit.train import train
-from conftest import TINY_MODEL, compose_train
+
+from helpers.compose import TINY_MODEL, compose_train
 
 HELPERS = Path(__file__).parent / "helpers"
 

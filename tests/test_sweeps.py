@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from senti_lit.config import CONFIG_DIR
 
-from conftest import TINY_MODEL
+from helpers.compose import TINY_MODEL
 
 
 def run_cli(tmp_path: Path, *args: str, module: str = "senti_lit.train") -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import pytest
 
 from senti_lit.train import train
 
-from conftest import TINY_MODEL, compose_train
+from helpers.compose import TINY_MODEL, compose_train
 
 
 def test_fast_dev_run_of_default_composition(tmp_path: Path):
