@@ -12,6 +12,7 @@ import torch
 from senti_lit.train import build_classifier, build_prompt, prepare_data, train
 from senti_lit.utils import parameter_counts
 
+from helpers.checks import artifact_test_accuracy
 from helpers.compose import compose_train
 from helpers.models import CONFIGS, TINY, TINY_WORDS, classifier, overrides
 
@@ -21,7 +22,9 @@ def test_two_training_steps_from_a_local_dir(name: str, local_models: dict[str, 
     cfg = compose_train(overrides(name, local_models, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                                   "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"), tmp_path)
     summary = train(cfg)
-    assert 0.0 <= summary["test/acc"] <= 1.0
+    # two steps learn nothing; the saved artifact, loaded back, must score the run's test accuracy (the test split's
+    # 12 texts fit one eval batch, so limit_test_batches=1 tests them all)
+    assert artifact_test_accuracy(tmp_path, cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
     share = summary["params/trainable_share"]
     expected = {"bert_finetune": 1.0, "gpt2_full": 1.0, "bert_cloze": 1.0, "gpt2_prompt": 1.0}.get(name)
     if expected:
@@ -43,7 +46,17 @@ NO_OVERFIT = {("bert_cloze", "model/method=prompt_tuning")}
 LR = {("bert_cloze",): 1e-3}
 
 
-@pytest.mark.parametrize("name,extra", METHODS, ids=[f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in METHODS])
+# 100 steps each, 10-40 s here for all but these two, which stay in the default run (the rest: `make test-all`)
+FAST_METHODS = {"bert_cloze+lora", "bert_cloze+prompt_tuning"}
+
+
+def method_params(methods: list[tuple[str, list[str]]]) -> list:
+    ids = [f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in methods]
+    return [pytest.param(n, e, id=i, marks=() if i in FAST_METHODS else pytest.mark.slow)
+            for (n, e), i in zip(methods, ids)]
+
+
+@pytest.mark.parametrize("name,extra", method_params(METHODS))
 def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_models: dict[str, Path],
                                             tmp_path: Path):
     # a random tiny backbone's [CLS] state hardly depends on the input: pool the tokens instead
@@ -124,6 +137,7 @@ def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path
     assert counts["params/total"] > 80e6  # 12 x 768 with a 21,128-token vocabulary: ~100M
 
 
+@pytest.mark.slow  # the real MiniLM (22M parameters): ~30 s
 def test_minilm_loads_offline_from_its_package_and_fine_tunes(tmp_path: Path):
     from senti_lit.data.tokenization import build_tokenizer
     from senti_lit.models.backbone import build_backbone
@@ -148,7 +162,8 @@ def test_minilm_loads_offline_from_its_package_and_fine_tunes(tmp_path: Path):
     happy = embed("I am very happy today")
     assert cos(happy, embed("I feel glad and joyful"), dim=0) > cos(happy, embed("The train leaves at nine"), dim=0)
     summary = train(cfg)  # real pretrained weights, offline
-    assert summary["params/total"] > 22e6 and 0.0 <= summary["test/acc"] <= 1.0
+    assert summary["params/total"] > 22e6
+    assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bert_lora", "gpt2_lora"])
@@ -200,7 +215,9 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
     suffix = tokenizer(prompt.split("{text}")[1], add_special_tokens=False)["input_ids"]
     assert datamodule.datasets["train"][0]["input_ids"][-len(suffix):] == suffix
     summary = train(cfg)
-    assert 0.0 < summary["params/trainable_share"] < 0.2 and 0.0 <= summary["test/acc"] <= 1.0
+    assert 0.0 < summary["params/trainable_share"] < 0.2
+    # the artifact, loaded back, answers the test texts as the run's test loop did
+    assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
 def test_four_bit_loading_says_what_it_needs(local_models: dict[str, Path]):
@@ -264,7 +281,8 @@ def test_balanced_class_weights_and_gradient_checkpointing(local_models: dict[st
     model = build_classifier(cfg, datamodule, tokenizer)
     assert model.backbone.is_activation_checkpointing
     assert torch.allclose(model.loss_fn.weight, torch.tensor([1.0, 1.0]))  # the fixture is balanced: 120 / 120
-    assert 0.0 <= train(cfg)["test/acc"] <= 1.0
+    summary = train(cfg)
+    assert artifact_test_accuracy(tmp_path, cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
 def test_chinese_gpt2_quirks_are_fixed_on_load(local_models: dict[str, Path]):

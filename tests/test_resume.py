@@ -28,6 +28,7 @@ def run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600, env=env)
 
 
+@pytest.mark.slow  # four training subprocesses, one SIGKILLed: ~110 s
 def test_sigkill_mid_epoch_then_same_command_resumes_to_the_same_metrics(reviews_dir: Path, tmp_path: Path):
     # 240 train examples / 16 = 15 steps per epoch; the kill lands in epoch 2 (step 20), after epoch 1's last.ckpt
     def command(logs: Path, marker: Path) -> list[str]:
@@ -56,6 +57,9 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_the_same_metrics(reviews
     assert summary["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
     [expected_dir] = (tmp_path / "reference" / "train" / "runs").iterdir()
     expected = json.loads((expected_dir / "metrics.json").read_text())
+    # the reference learned the fixture (3 epochs: test/acc 0.90 at seed 42, 0.90-0.97 over seeds 1-5, bf16 or
+    # fp32; 0.43-0.57 with the labels shuffled or lr=0), so equal metrics mean a resumed run that learned too
+    assert expected["test/acc"] >= 0.8, expected
     for key in [k for k in expected if k.startswith(("test/", "best/"))]:
         assert summary[key] == expected[key], key
     # one TensorBoard folder continued; the CSV log of the first part kept beside the new one
