@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from helpers.data import write_reviews
-from helpers.models import TINY, tiny_pretrained
 
 
 @pytest.fixture
@@ -20,6 +19,8 @@ def reviews_dir(tmp_path: Path) -> Path:
 def local_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny 'pretrained' BERT and GPT2 snapshots in local dirs, and the 120 reviews (60 per label) their tokenizer
     was learned from: {"reviews": dir, "bert": dir, "gpt2": dir}."""
+    from helpers.models import TINY, tiny_pretrained  # transformers and senti_lit.train: only when used
+
     root = tmp_path_factory.mktemp("models")
     reviews = write_reviews(root / "reviews", n_per_label=60)
     return {"reviews": reviews, **{t: tiny_pretrained(root / t, t, reviews) for t in TINY}}

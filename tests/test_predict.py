@@ -52,7 +52,9 @@ def test_training_writes_a_calibrated_artifact(trained: Path):
                                                                   "backbone", "model.safetensors"}
     best = metrics["best_checkpoint"]
     torch.load(best, weights_only=True)  # checkpoints hold tensors and plain values only
-    # the run learned the fixture: test/acc 0.95 at seed 42 (bf16 or fp32); 0.40-0.50 with the labels shuffled
+    # the run learned the fixture: test/acc 0.95 (20 texts) at the default seed 42, bf16 or fp32; 0.40-0.50 with the
+    # labels shuffled. Two epochs do not learn it at every seed (seeds 1-5: 1.0, 0.95, 0.95, 0.65, 1.0): the bound is
+    # for 42
     assert metrics["test/acc"] >= 0.8, metrics
     # and the artifact, loaded back, answers the 20 test texts as the run's test loop did
     assert artifact_test_accuracy(trained, trained_config(trained.parent)) == pytest.approx(metrics["test/acc"],

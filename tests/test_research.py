@@ -202,8 +202,8 @@ def test_cross_dataset_matrix(demo_run: Path, tmp_path: Path):
                          tmp_path / "eval")
     cells = evaluate(cfg)
     demo, three = cells["run"], cells["other_run"]
-    # the demo model learned its fixture: test/acc 0.95 at seed 42 (0.95-1.0 at seeds 1-3); 0.40-0.50 with the
-    # labels shuffled
+    # the demo model learned its fixture: test/acc 0.95 (20 texts) at the default seed 42; 0.40-0.50 with the labels
+    # shuffled. Two epochs do not learn it at every seed (seeds 1-5: 1.0, 0.95, 0.95, 0.65, 1.0): the bound is for 42
     assert demo["demo"]["accuracy"] >= 0.8, demo
     # the diagonal is each model's own test split: the run's test accuracy
     assert demo["demo"]["accuracy"] == pytest.approx(json.loads((demo_run / "metrics.json").read_text())["test/acc"])

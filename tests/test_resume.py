@@ -19,11 +19,11 @@ from senti_lit.train import train
 
 from helpers.compose import TINY_MODEL, compose_train
 
-HELPERS = Path(__file__).parent / "helpers"
+TESTS = Path(__file__).parent  # on the subprocess's path: its callback is helpers.kill_once.KillOnce
 
 
 def run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "senti_lit.train", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=600, env=env)
 
@@ -36,7 +36,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_the_same_metrics(reviews
                 "callbacks.early_stopping=null",
                 "callbacks.rich_progress_bar=null", f"paths.cache_dir={tmp_path / 'cache'}",
                 f"paths.log_dir={logs}", "resume=auto", "logger=many",
-                "+callbacks.kill._target_=kill_once.KillOnce", "+callbacks.kill.step=20", f"+callbacks.kill.marker={marker}"]
+                "+callbacks.kill._target_=helpers.kill_once.KillOnce", "+callbacks.kill.step=20", f"+callbacks.kill.marker={marker}"]
 
     reference_marker = tmp_path / "reference.marker"
     reference_marker.write_text("never kill the reference run\n")
