@@ -46,17 +46,8 @@ NO_OVERFIT = {("bert_cloze", "model/method=prompt_tuning")}
 LR = {("bert_cloze",): 1e-3}
 
 
-# 100 steps each, 10-40 s here for all but these two, which stay in the default run (the rest: `make test-all`)
-FAST_METHODS = {"bert_cloze+lora", "bert_cloze+prompt_tuning"}
-
-
-def method_params(methods: list[tuple[str, list[str]]]) -> list:
-    ids = [f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in methods]
-    return [pytest.param(n, e, id=i, marks=() if i in FAST_METHODS else pytest.mark.slow)
-            for (n, e), i in zip(methods, ids)]
-
-
-@pytest.mark.parametrize("name,extra", method_params(METHODS))
+@pytest.mark.slow  # 100 optimiser steps each: 4-65 s apiece here, depending on the load
+@pytest.mark.parametrize("name,extra", METHODS, ids=[f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in METHODS])
 def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_models: dict[str, Path],
                                             tmp_path: Path):
     # a random tiny backbone's [CLS] state hardly depends on the input: pool the tokens instead
