@@ -36,7 +36,8 @@ def test_sigkill_mid_epoch_then_same_command_resumes_to_the_same_metrics(reviews
                 "callbacks.early_stopping=null",
                 "callbacks.rich_progress_bar=null", f"paths.cache_dir={tmp_path / 'cache'}",
                 f"paths.log_dir={logs}", "resume=auto", "logger=many",
-                "+callbacks.kill._target_=helpers.kill_once.KillOnce", "+callbacks.kill.step=20", f"+callbacks.kill.marker={marker}"]
+                "+callbacks.kill._target_=helpers.kill_once.KillOnce", "+callbacks.kill.step=20",
+                f"+callbacks.kill.marker={marker}"]
 
     reference_marker = tmp_path / "reference.marker"
     reference_marker.write_text("never kill the reference run\n")

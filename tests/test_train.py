@@ -22,7 +22,8 @@ def test_fast_dev_run_of_default_composition(tmp_path: Path):
     assert {"test/macro_f1", "test/f1_negative", "test/f1_positive"} <= summary.keys()
     # one batch learns nothing; the saved artifact, loaded back, answers the texts the run tested (its first eval
     # batch: the shortest of the demo test split) as the run's test loop did
-    assert artifact_test_accuracy(tmp_path, cfg, first_eval_batch=True) == pytest.approx(summary["test/acc"], abs=1e-6)
+    reference = artifact_test_accuracy(tmp_path, cfg, first_eval_batch=True)
+    assert reference == pytest.approx(summary["test/acc"], abs=1e-6)
     assert 0.0 <= summary["best/val/acc"] <= 1.0  # what a sweeper gets back, even with no checkpoint
     assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == summary["test/acc"]
 
@@ -182,7 +183,8 @@ def test_ddp_two_cpu_processes_write_one_run(reviews_dir: Path, tmp_path: Path):
         metrics = json.loads((runs[0] / "metrics.json").read_text())
         keys[name] = set(metrics)
         # the artifact rank 0 saved, loaded back, answers the whole test split as the (2-process) test loop did
-        cfg = compose_train([o for o in [*common, *extra] if not o.startswith("paths.")], tmp_path / "reference" / name)
+        cfg = compose_train([o for o in [*common, *extra] if not o.startswith("paths.")],
+                            tmp_path / "reference" / name)
         assert artifact_test_accuracy(runs[0], cfg) == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert (runs[0] / "train_ddp_process_1.log").is_file()
     assert keys["ddp"] == keys["single"]
