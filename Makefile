@@ -20,13 +20,13 @@ $(STAMP): pyproject.toml constraints.txt
 train: install  ## the default job: data=demo model=mini_bert trainer=default (ARGS="key=value ..." to override)
 	$(BIN)/python -m senti_lit.train $(ARGS)
 
-test: install   ## the default test suite (slow tests excluded)
+test: install   ## the default test suite: tests marked slow excluded (pyproject addopts -m 'not slow')
 	$(BIN)/python -m pytest $(ARGS)
 
-test-slow: install
+test-slow: install  ## only the tests marked slow
 	$(BIN)/python -m pytest -m slow $(ARGS) || [ $$? -eq 5 ]  # 5: no slow test collected
 
-test-all: install
+test-all: install  ## the whole suite, slow tests included (what CI runs: .ci/run)
 	$(BIN)/python -m pytest -m '' $(ARGS)
 
 BENCH ?= quick

@@ -9,14 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers.compose import compose_config
 from hydra.utils import instantiate
 
 from senti_lit.annotate import LocalCausalLM, build_messages, run
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
-
-from conftest import compose_config
-from test_methods import local_models  # noqa: F401  (the fixture)
 
 
 class ChatServer:

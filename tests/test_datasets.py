@@ -9,11 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers.compose import compose_train
 from hydra.utils import instantiate
 
 from senti_lit.data.examples import DataError
-
-from conftest import compose_train
 
 
 def datamodule(name: str, path: Path, *overrides: str):
@@ -79,7 +78,7 @@ def test_weibo_single_split_file_is_read_unsplit(tmp_path: Path):
 # -- chnsenticorp ---------------------------------------------------------------------------------------------------
 def baidu_file(folder: Path, name: str, n: int, start: int) -> None:
     rows = [f"房间{'很好' if i % 2 else '很差'}{i}\t{'positive' if i % 2 else 'negative'}" for i in range(start, start + n)]
-    rows.append(f'他说"不错\tpositive')  # quote characters inside the text: the file must be read with no quoting
+    rows.append('他说"不错\tpositive')  # quote characters inside the text: the file must be read with no quoting
     write(folder / name, "\n".join(rows) + "\n")
 
 

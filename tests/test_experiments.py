@@ -7,12 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers.checks import artifact_test_accuracy
+from helpers.compose import compose_train
+from helpers.data import FILLER, NEGATIVE, POSITIVE, write_reviews
+from helpers.models import tiny_pretrained
 
 from senti_lit.config import CONFIG_DIR
 from senti_lit.train import train
-
-from conftest import FILLER, NEGATIVE, POSITIVE, compose_train, write_reviews
-from test_methods import tiny_pretrained
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
@@ -83,9 +84,13 @@ def test_experiment_runs_with_fast_dev_run(experiment: str, tiny_models: dict[st
     if cfg.model.get("verbalizer"):  # one character of the tiny vocabulary per label
         chars = sorted({c for t in texts(200, 0) for c in t if not c.isdigit()})
         overrides += [f"model.verbalizer.words.{label}='{chars[i]}'" for i, label in enumerate(labels)]
-    summary = train(compose_train(overrides, tmp_path / "run"))
+    run_cfg = compose_train(overrides, tmp_path / "run")
+    summary = train(run_cfg)
     metric = "test/micro_f1" if cfg.data.multi_label else "test/acc"
     assert 0.0 <= summary[metric] <= 1.0
+    # one batch learns nothing; the saved artifact, loaded back, answers the test split (one eval batch here) as the
+    # run's test loop did: texts with every label right, explanations joined as in training
+    assert artifact_test_accuracy(tmp_path / "run", run_cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
     data = json.loads((tmp_path / "run" / "data.json").read_text())
     assert data["labels"] == labels
     if cfg.data.get("knowledge"):

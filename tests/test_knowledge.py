@@ -8,10 +8,10 @@ import pytest
 from transformers import BertTokenizerFast
 
 from senti_lit.data.encoding import encode
+from senti_lit.data.examples import DataError, Example
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.examples import DataError, Example
 
 LABELS = LabelSpace(("joy", "sadness"), multi_label=True, aliases={"Sorrow": "sadness"})
 

@@ -8,57 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+from helpers.checks import artifact_test_accuracy
+from helpers.compose import compose_train
+from helpers.models import CONFIGS, TINY, TINY_WORDS, classifier, overrides
 
-from senti_lit.data.tokenization import train_tokenizer
+from senti_lit.models.builder import parameter_counts
 from senti_lit.train import train
 from senti_lit.training import build_model, prepare_data
-from senti_lit.models.builder import parameter_counts
-
-from conftest import compose_train, write_reviews
-
-TINY = {"bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=64),
-        "gpt2": dict(n_embd=32, n_layer=2, n_head=2, n_positions=512)}  # room for few-shot chat prompts
-CONFIGS = {"bert_finetune": "bert", "bert_probe": "bert", "bert_lora": "bert", "bert_adapter": "bert",
-           "bert_cloze": "bert", "gpt2_adapter": "gpt2", "gpt2_lora": "gpt2", "gpt2_full": "gpt2", "gpt2_prompt": "gpt2"}
-# the tiny tokenizer is learned from the review fixtures: label words from their characters
-TINY_WORDS = ["model.verbalizer.words.negative='差'", "model.verbalizer.words.positive='好'"]  # quoted: Hydra's grammar
-
-
-def tiny_pretrained(folder: Path, model_type: str, reviews: Path) -> Path:
-    """A tiny 'pretrained' model + tokenizer in a local dir, like a Hub snapshot (saved with its LM head, as Hub
-    checkpoints are). GPT2 gets the Chinese GPT2's quirks: a BERT-style tokenizer and bos/eos ids (50256) outside
-    its vocabulary."""
-    texts = [line for name in ("pos.txt", "neg.txt") for line in (reviews / name).read_text("utf-8").splitlines()]
-    tokenizer = train_tokenizer(texts, vocab_size=300)
-    tokenizer.save_pretrained(folder)
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                  bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-                                  **TINY[model_type])
-    torch.manual_seed(0)
-    with_head = AutoModelForMaskedLM if model_type == "bert" else AutoModelForCausalLM
-    with_head.from_config(config).save_pretrained(folder)
-    if model_type == "gpt2":
-        saved = json.loads((folder / "config.json").read_text())
-        saved.update(bos_token_id=50256, eos_token_id=50256)
-        saved.pop("pad_token_id", None)
-        (folder / "config.json").write_text(json.dumps(saved))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def local_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    reviews = write_reviews(root / "reviews", n_per_label=60)
-    return {"reviews": reviews, **{t: tiny_pretrained(root / t, t, reviews) for t in TINY}}
-
-
-def overrides(name: str, local_models: dict[str, Path], *extra: str) -> list[str]:
-    words = TINY_WORDS if name in ("bert_cloze", "gpt2_prompt") else []
-    return [f"model={name}", f"model.backbone.path={local_models[CONFIGS.get(name, 'bert')]}", *words,
-            f"data.path={local_models['reviews']}", "data.max_length=32", "data.batch_size=8",
-            "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", *extra]
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -66,20 +22,15 @@ def test_two_training_steps_from_a_local_dir(name: str, local_models: dict[str, 
     cfg = compose_train(overrides(name, local_models, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                                   "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"), tmp_path)
     summary = train(cfg)
-    assert 0.0 <= summary["test/acc"] <= 1.0
+    # two steps learn nothing; the saved artifact, loaded back, must score the run's test accuracy (the test split's
+    # 12 texts fit one eval batch, so limit_test_batches=1 tests them all)
+    assert artifact_test_accuracy(tmp_path, cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
     share = summary["params/trainable_share"]
     expected = {"bert_finetune": 1.0, "gpt2_full": 1.0, "bert_cloze": 1.0, "gpt2_prompt": 1.0}.get(name)
     if expected:
         assert share == expected
     else:  # frozen backbone: the head (and adapters / LoRA matrices) train
         assert 0.0 < share < 0.5, summary
-
-
-def classifier(name: str, local_models: dict[str, Path], tmp_path: Path, *extra: str):
-    cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
-    datamodule, tokenizer = prepare_data(cfg)
-    torch.manual_seed(0)
-    return build_model(cfg, datamodule, tokenizer, tmp_path)[1], datamodule
 
 
 METHODS = [("bert_finetune", []), ("bert_probe", []), ("bert_lora", []), ("bert_adapter", []),
@@ -95,6 +46,7 @@ NO_OVERFIT = {("bert_cloze", "model/method=prompt_tuning")}
 LR = {("bert_cloze",): 1e-3}
 
 
+@pytest.mark.slow  # 100 optimiser steps each: 4-65 s apiece here, depending on the load
 @pytest.mark.parametrize("name,extra", METHODS, ids=[f"{n}{'+' + e[0].split('=')[1] if e else ''}" for n, e in METHODS])
 def test_overfits_one_batch_and_round_trips(name: str, extra: list[str], local_models: dict[str, Path],
                                             tmp_path: Path):
@@ -156,11 +108,12 @@ SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0
 
 @pytest.mark.parametrize("name", sorted(SHARES))
 def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path):
-    from senti_lit.data.labels import LabelSpace
     from helpers.vocab import VocabOnly
+
+    from senti_lit.config import plain
+    from senti_lit.data.labels import LabelSpace
     from senti_lit.models.backbone import build_backbone
     from senti_lit.models.methods import apply_method
-    from senti_lit.config import plain
 
     cfg = compose_train([f"model={name}"], tmp_path)
     settings = plain(cfg.model.backbone)
@@ -177,6 +130,7 @@ def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path
     assert counts["params/total"] > 80e6  # 12 x 768 with a 21,128-token vocabulary: ~100M
 
 
+@pytest.mark.slow  # the real MiniLM (22M parameters): ~30 s
 def test_minilm_loads_offline_from_its_package_and_fine_tunes(tmp_path: Path):
     from senti_lit.data.tokenization import build_tokenizer
     from senti_lit.models.backbone import build_backbone
@@ -201,7 +155,8 @@ def test_minilm_loads_offline_from_its_package_and_fine_tunes(tmp_path: Path):
     happy = embed("I am very happy today")
     assert cos(happy, embed("I feel glad and joyful"), dim=0) > cos(happy, embed("The train leaves at nine"), dim=0)
     summary = train(cfg)  # real pretrained weights, offline
-    assert summary["params/total"] > 22e6 and 0.0 <= summary["test/acc"] <= 1.0
+    assert summary["params/total"] > 22e6
+    assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bert_lora", "gpt2_lora"])
@@ -253,11 +208,14 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
     suffix = tokenizer(prompt.split("{text}")[1], add_special_tokens=False)["input_ids"]
     assert datamodule.datasets["train"][0]["input_ids"][-len(suffix):] == suffix
     summary = train(cfg)
-    assert 0.0 < summary["params/trainable_share"] < 0.2 and 0.0 <= summary["test/acc"] <= 1.0
+    assert 0.0 < summary["params/trainable_share"] < 0.2
+    # the artifact, loaded back, answers the test texts as the run's test loop did
+    assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
 def test_four_bit_loading_says_what_it_needs(local_models: dict[str, Path]):
     from helpers.vocab import VocabOnly
+
     from senti_lit.models.backbone import build_backbone
 
     with pytest.raises(ValueError, match="load_in_4bit=true needs a CUDA GPU"):
@@ -318,7 +276,8 @@ def test_balanced_class_weights_and_gradient_checkpointing(local_models: dict[st
     model = build_model(cfg, datamodule, tokenizer)[1]
     assert model.backbone.is_activation_checkpointing
     assert torch.allclose(model.loss_fn.weight, torch.tensor([1.0, 1.0]))  # the fixture is balanced: 120 / 120
-    assert 0.0 <= train(cfg)["test/acc"] <= 1.0
+    summary = train(cfg)
+    assert artifact_test_accuracy(tmp_path, cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
 def test_chinese_gpt2_quirks_are_fixed_on_load(local_models: dict[str, Path]):
@@ -356,8 +315,8 @@ def test_verbalizer_answer_positions():
 
 
 def test_balanced_weights_formula():
-    from senti_lit.data.labels import LabelSpace
     from senti_lit.data.examples import Example
+    from senti_lit.data.labels import LabelSpace
     from senti_lit.models.spec import balanced_weights
 
     single = [Example(f"a{i}", "a") for i in range(30)] + [Example(f"b{i}", "b") for i in range(10)]

@@ -2,18 +2,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from helpers.models import tiny_bert
 
 from senti_lit.data.labels import LabelSpace
 from senti_lit.models.classifier import SentimentClassifier
 from senti_lit.models.heads import pool
 from senti_lit.models.mlm import MaskedLM
-
-
-def tiny_bert() -> BertModel:
-    torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=100)
-    return BertModel(cfg, add_pooling_layer=False)
 
 
 def test_masked_positions_only_loss_equals_full_mlm_loss():

@@ -8,12 +8,12 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
+from helpers.compose import compose_config, compose_train
+from helpers.models import tiny_bert
 from torch.utils.data import DataLoader
 
-from conftest import compose_config, compose_train
 from senti_lit.data.labels import LabelSpace
 from senti_lit.models.classifier import SentimentClassifier
-from test_models import tiny_bert
 
 CLIP = 1e-3
 

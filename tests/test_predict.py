@@ -9,29 +9,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.checks import artifact_test_accuracy
+from helpers.compose import TINY_MODEL, compose_train
+from helpers.data import write_reviews
+from helpers.models import overrides
 
-from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.calibration import expected_calibration_error, fit_temperature, tune_thresholds
-from senti_lit.export import NotExportable, export_hf
-from senti_lit.inference.predictor import Predictor, describe
-from senti_lit.predict import quote_free_text
 from senti_lit.data.examples import DataError
 from senti_lit.data.sources import texts_to_predict
-from senti_lit.training import build_model, prepare_data
+from senti_lit.export import NotExportable, export_hf
+from senti_lit.inference.artifact import load_artifact, save_artifact
+from senti_lit.inference.predictor import Predictor, describe
+from senti_lit.predict import quote_free_text
 from senti_lit.train import train
+from senti_lit.training import build_model, prepare_data
 
-from conftest import TINY_MODEL, compose_train, write_reviews
-from test_methods import classifier, local_models, overrides  # noqa: F401  (the fixture)
+
+def trained_config(root: Path):
+    return compose_train([f"data.path={root / 'reviews'}", *TINY_MODEL, "trainer.max_epochs=2",
+                          "model.mlm_warmup.epochs=0", "callbacks.rich_progress_bar=null"], root / "run")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny from-scratch run (mean pooling, the default model): its run directory."""
     root = tmp_path_factory.mktemp("trained")
-    reviews = write_reviews(root / "reviews", n_per_label=100)
-    cfg = compose_train([f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=2", "model.mlm_warmup.epochs=0",
-                         "callbacks.rich_progress_bar=null"], root / "run")
-    train(cfg)
+    write_reviews(root / "reviews", n_per_label=100)
+    train(trained_config(root))
     return root / "run"
 
 
@@ -51,6 +55,13 @@ def test_training_writes_a_calibrated_artifact(trained: Path):
                                                                   "backbone", "model.safetensors"}
     best = metrics["best_checkpoint"]
     torch.load(best, weights_only=True)  # checkpoints hold tensors and plain values only
+    # the run learned the fixture: test/acc 0.95 (20 texts) at the default seed 42, bf16 or fp32; 0.40-0.50 with the
+    # labels shuffled. Two epochs do not learn it at every seed (seeds 1-5: 1.0, 0.95, 0.95, 0.65, 1.0): the bound is
+    # for 42
+    assert metrics["test/acc"] >= 0.8, metrics
+    # and the artifact, loaded back, answers the 20 test texts as the run's test loop did
+    assert artifact_test_accuracy(trained, trained_config(trained.parent)) == pytest.approx(metrics["test/acc"],
+                                                                                            abs=1e-6)
 
 
 def test_artifact_predictions_equal_the_run_and_use_the_threshold(trained: Path):
@@ -68,6 +79,7 @@ def test_artifact_predictions_equal_the_run_and_use_the_threshold(trained: Path)
     assert describe(answers[0]).startswith(f"{answers[0]['label']} (confidence ")
 
 
+@pytest.mark.slow  # two predict subprocesses: ~20 s
 def test_repl_session_through_stdin(trained: Path):
     result = run_cli("senti_lit.predict", f"artifact={trained / 'artifact'}",
                      stdin="这本书很好，推荐\n\n   \n失望，很差\nq\n这行不会被读到\n")
@@ -102,8 +114,8 @@ def test_batch_file_with_malformed_rows(trained: Path, tmp_path: Path):
     table.write_text('id,review\n1,很好\n2,"没有结束的引号\n3,失望\n', encoding="utf-8")
     reader = texts_to_predict(table, text_column="review")
     assert [(ex.line, ex.text) for ex in reader.read()] == [(2, "很好"), (4, "失望")]  # the row after it is kept
-    assert [(origin.rsplit(":", 1)[1], why.split(";")[0]) for origin, why in reader.bad_rows] == [
-        ("3", "a quote opens a field that would swallow line 4, which reads as a row of its own")]
+    assert [origin.rsplit(":", 1)[1] for origin, _ in reader.bad_rows] == ["3"]
+    assert reader.bad_rows[0][1].startswith("stray quote")
     with pytest.raises(DataError, match=r"lacks column\(s\) \['text'\]"):
         list(texts_to_predict(table).read())
 

@@ -10,23 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.checks import artifact_test_accuracy
+from helpers.compose import TINY_MODEL, compose_config, compose_train
+from helpers.data import NEGATIVE, POSITIVE, review, write_reviews
+from helpers.models import overrides
 from hydra.utils import instantiate
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
 
 from senti_lit.augment import run as augment
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.data.mix import MixSource
 from senti_lit.data.examples import DataError
+from senti_lit.data.mix import MixSource
 from senti_lit.data.vocabulary import add_whole_words, init_whole_words
 from senti_lit.evaluate import run as evaluate
-from senti_lit.models.heads import OneVsRestHead
 from senti_lit.inference.predictor import Predictor
+from senti_lit.models.heads import OneVsRestHead
 from senti_lit.train import train
 from senti_lit.training import build_model, prepare_data
-
-from conftest import NEGATIVE, POSITIVE, TINY_MODEL, compose_config, compose_train, review, write_reviews
-from test_methods import local_models, overrides  # noqa: F401  (the fixture)
 
 # fp32 training: the test metrics then equal what the (fp32) Predictor computes, example for example
 QUIET = ["callbacks.rich_progress_bar=null", "model.mlm_warmup.epochs=0", "trainer.precision=32-true"]
@@ -105,7 +106,8 @@ def test_embeddings_grow_with_mean_of_pieces_and_train(local_models: dict, tmp_p
         row = embeddings[tokenizer.convert_tokens_to_ids(word)]
         assert torch.allclose(row, embeddings[ids].mean(0))
     summary = train(cfg)
-    assert 0 <= summary["test/acc"] <= 1
+    # three steps learn little; the artifact (with the grown vocabulary) must answer the test texts as the run did
+    assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
     data = json.loads((tmp_path / "run" / "data.json").read_text())
     assert set(data["keep_whole_added"]) == set(words)
     predictor = Predictor.load(tmp_path / "run" / "artifact")  # the artifact holds the grown vocabulary
@@ -136,6 +138,7 @@ def test_keep_whole_words_from_a_file_and_a_clear_error(tmp_path: Path):
 
 
 # -- generative augmentation ------------------------------------------------------------------------------------
+@pytest.mark.slow  # LM fine-tuning and generation: ~20 s
 def test_augment_generates_new_texts_for_train_only(local_models: dict, demo_run: Path, tmp_path: Path):
     reviews = local_models["reviews"]
     cfg = compose_config("augment", [f"data.path={reviews}", f"lm.path={local_models['gpt2']}", "lm.epochs=1",
@@ -199,6 +202,9 @@ def test_cross_dataset_matrix(demo_run: Path, tmp_path: Path):
                          tmp_path / "eval")
     cells = evaluate(cfg)
     demo, three = cells["run"], cells["other_run"]
+    # the demo model learned its fixture: test/acc 0.95 (20 texts) at the default seed 42; 0.40-0.50 with the labels
+    # shuffled. Two epochs do not learn it at every seed (seeds 1-5: 1.0, 0.95, 0.95, 0.65, 1.0): the bound is for 42
+    assert demo["demo"]["accuracy"] >= 0.8, demo
     # the diagonal is each model's own test split: the run's test accuracy
     assert demo["demo"]["accuracy"] == pytest.approx(json.loads((demo_run / "metrics.json").read_text())["test/acc"])
     assert three["csv"]["accuracy"] == pytest.approx(json.loads((other_run / "metrics.json").read_text())["test/acc"])
@@ -230,7 +236,7 @@ def multi_label_csv(path: Path, n: int = 90, seed: int = 2) -> Path:
     return write_csv(path, rows)
 
 
-@pytest.mark.parametrize("strategy", ["sigmoid", "one_vs_rest"])
+@pytest.mark.parametrize("strategy", ["sigmoid", pytest.param("one_vs_rest", marks=pytest.mark.slow)])  # ~17 s
 def test_multilabel_strategies_report_the_four_metrics(strategy: str, tmp_path: Path):
     data = multi_label_csv(tmp_path / "ml.csv")
     cfg = compose_train(["data=csv", f"data.path={data}", "data.multi_label=true", "data.source.label_separator=','",
@@ -238,6 +244,8 @@ def test_multilabel_strategies_report_the_four_metrics(strategy: str, tmp_path: 
     summary = train(cfg)
     for metric in ("acc", "label_acc", "micro_f1", "macro_f1"):
         assert 0.0 <= summary[f"test/{metric}"] <= 1.0
+    # test/acc counts texts with every label right: the artifact's answers, compared with the gold sets, agree
+    assert artifact_test_accuracy(tmp_path / "r", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
     assert summary["test/label_acc"] == pytest.approx(1 - summary["test/hamming"], abs=1e-6)
     assert summary["test/label_acc"] >= summary["test/acc"]  # every label right implies each label right
     predictor = Predictor.load(tmp_path / "r" / "artifact")
@@ -292,6 +300,7 @@ def test_mix_configs_compose_with_their_parts(tmp_path: Path):
     assert len(compose_train(["data=mix13"], tmp_path / "13").data.labels) == 13
 
 
+@pytest.mark.slow  # the evaluate command in a subprocess
 def test_evaluate_command_line(demo_run: Path, tmp_path: Path):
     import subprocess
     import sys

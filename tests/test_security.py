@@ -77,7 +77,8 @@ class Payload:
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, reviews_dir: Path):
-    from conftest import TINY_MODEL, compose_train
+    from helpers.compose import TINY_MODEL, compose_train
+
     from senti_lit.train import train
 
     marker, ckpt = tmp_path / "ran.txt", tmp_path / "evil.ckpt"
@@ -92,9 +93,9 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, reviews_dir
 def test_the_data_cache_holds_no_pickle(tmp_path: Path, reviews_dir: Path):
     """The cache folder may be shared: what is in it is read as data (JSON, numpy without pickle), never run."""
     import numpy as np
+    from helpers.compose import TINY_MODEL, compose_train
     from hydra.utils import instantiate
 
-    from conftest import TINY_MODEL, compose_train
     from senti_lit.training import prepare_data
 
     cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL], tmp_path / "run")

@@ -11,8 +11,19 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from hydra import compose, initialize_config_dir  # noqa: E402
 from make_table import cell  # noqa: E402
-from speed_bench import (GAP, JOBS, SENTI_JOBS, SPEED, VS_BEST, VS_DEFAULT, job_list, job_overrides,  # noqa: E402
-                         median_run, positive, records)
+from speed_bench import (  # noqa: E402
+    GAP,
+    JOBS,
+    SENTI_JOBS,
+    SPEED,
+    VS_BEST,
+    VS_DEFAULT,
+    job_list,
+    job_overrides,
+    median_run,
+    positive,
+    records,
+)
 
 from senti_lit.config import CONFIG_DIR  # noqa: E402
 

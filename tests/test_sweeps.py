@@ -3,17 +3,19 @@ parallel and SLURM launchers."""
 from __future__ import annotations
 
 import csv
+import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.compose import TINY_MODEL
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from senti_lit.config import CONFIG_DIR
-
-from conftest import TINY_MODEL
+from senti_lit.inference.predictor import Predictor
 
 
 def run_cli(tmp_path: Path, *args: str, module: str = "senti_lit.train") -> subprocess.CompletedProcess:
@@ -27,6 +29,7 @@ def sweep_dir(logs: Path) -> Path:
     return sweeps[0]
 
 
+@pytest.mark.slow  # a multirun in a subprocess
 def test_failed_job_is_reported_and_the_sweep_goes_on(reviews_dir: Path, tmp_path: Path):
     logs = tmp_path / "logs"
     result = run_cli(tmp_path, "-m", "seed=1,2", "model.optimizer.weight_decay=0.01,-1", f"data.path={reviews_dir}",
@@ -45,18 +48,26 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(reviews_dir: Path, tmp_pat
         groups = {g["configuration"]: g for g in csv.DictReader(f)}
     assert {k: (g["jobs"], g["ok"]) for k, g in groups.items()} == {
         "model.optimizer.weight_decay=0.01": ("2", "2"), "model.optimizer.weight_decay=-1": ("2", "0")}
-    assert " ± " in groups["model.optimizer.weight_decay=0.01"]["test/acc"]
+    # the configuration's mean ± std is over what its two jobs wrote to their metrics.json
+    written = [json.loads((sweep / j["job"] / "metrics.json").read_text())["test/acc"] for j in jobs
+               if j["status"] == "ok"]
+    assert len(written) == 2 and not any((sweep / j["job"] / "metrics.json").exists() for j in jobs
+                                         if j["status"] == "failed")
+    assert groups["model.optimizer.weight_decay=0.01"]["test/acc"] == (
+        f"{statistics.mean(written):.4f} ± {statistics.stdev(written):.4f}")
     assert "| model.optimizer.weight_decay=0.01 | 2 | 2 |" in (sweep / "report.md").read_text()
     again = run_cli(tmp_path, str(sweep), module="senti_lit.report")  # the same report on demand
     assert again.returncode == 0 and "configurations" in again.stdout
 
 
+@pytest.mark.slow  # a training subprocess
 def test_a_single_run_failure_still_fails_loudly(reviews_dir: Path, tmp_path: Path):
     result = run_cli(tmp_path, f"data.path={reviews_dir}", *TINY_MODEL, "model.optimizer.weight_decay=-1",
                      "debug=fdr", f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'cache'}")
     assert result.returncode != 0 and "Invalid weight_decay" in result.stderr
 
 
+@pytest.mark.slow  # two Optuna multiruns in subprocesses
 @pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")  # optuna 2 (pinned by the plugin) in this process
 def test_optuna_study_persists_and_resumes(reviews_dir: Path, tmp_path: Path):
     args = ["hparams_search=mini_bert_optuna", "hydra.sweeper.n_trials=2", f"data.path={reviews_dir}", *TINY_MODEL,
@@ -68,16 +79,29 @@ def test_optuna_study_persists_and_resumes(reviews_dir: Path, tmp_path: Path):
 
     study = optuna.load_study(study_name="train_mini_bert", storage=f"sqlite:///{tmp_path / 'logs' / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
-    assert 0.0 <= study.best_value <= 1.0
+    # every trial's value is what its job wrote: the best validation accuracy in its metrics.json
+    written = [json.loads(p.read_text())["best/val/acc"]
+               for p in (tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json")]
+    assert len(written) == 4
+    assert sorted(t.value for t in study.trials) == sorted(written)
+    assert study.best_value == max(written)
 
 
+@pytest.mark.slow  # a parallel multirun in a subprocess
 def test_parallel_launcher_runs_jobs_and_slurm_composes(reviews_dir: Path, tmp_path: Path):
     logs = tmp_path / "logs"
     result = run_cli(tmp_path, "-m", "hydra/launcher=parallel", "seed=1,2", f"data.path={reviews_dir}", *TINY_MODEL,
                      "debug=fdr", f"paths.log_dir={logs}", f"paths.cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    with (sweep_dir(logs) / "jobs.csv").open() as f:
-        assert [j["status"] for j in csv.DictReader(f)] == ["ok", "ok"]
+    sweep = sweep_dir(logs)
+    with (sweep / "jobs.csv").open() as f:
+        jobs = list(csv.DictReader(f))
+    assert [j["status"] for j in jobs] == ["ok", "ok"]
+    for job in jobs:  # each job's files are written and load: its metrics as reported, its artifact predicts
+        metrics = json.loads((sweep / job["job"] / "metrics.json").read_text())
+        assert float(job["test/acc"]) == metrics["test/acc"]
+        answer = Predictor.load(sweep / job["job"] / "artifact").predict(["很好，推荐"])[0]
+        assert answer["label"] in ("negative", "positive")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)

@@ -99,18 +99,18 @@ def test_headerless_file_rows_must_match_the_first_rows_field_count(tmp_path: Pa
 def test_unclosed_quote_fails_at_the_line_the_record_starts(tmp_path: Path):
     f = tmp_path / "reviews.csv"
     f.write_text('label,review\n1,好\n0,"引号开头 没关\n1,第三行\n0,第四行\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"reviews\.csv:3: a quote opens a field that would swallow line 4, which "
+    with pytest.raises(DataError, match=r"reviews\.csv:3: stray quote: a quote opens a field that would swallow line 4, which "
                                         r"reads as a row of its own.*quoting=none"):
         read(f, text_column="review")
     skip = TableSource(f, text_column="review", on_bad_row="skip")
     assert [ex.origin.rsplit(":")[-1] for ex in skip.read()] == ["2", "4", "5"]  # the rows after it are kept
     h = tmp_path / "end.csv"
     h.write_text('label,review\n1,好\n0,"最后一行没关\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"end\.csv:3: a quote opens a field that runs to the end of the file"):
+    with pytest.raises(DataError, match=r"end\.csv:3: stray quote: a quote opens a field that runs to the end of the file"):
         read(h, text_column="review")
     g = tmp_path / "multi.csv"  # a quoted newline is legitimate: the record is named by its first line
-    g.write_text('label,review\n1,"第一行\n第二行",extra,more\n0,好\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"multi\.csv:2: wrong field count: 4 fields, the header has 2"):
+    g.write_text('label,review\n1,"第一行\n第二行",extra\n0,好\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"multi\.csv:2: wrong field count: 3 fields, the header has 2"):
         read(g, text_column="review")
 
 
@@ -155,15 +155,40 @@ def test_non_string_text_and_blank_one_hot_cells_are_bad_rows(tmp_path: Path):
 
 
 def test_a_stray_quote_never_merges_rows(tmp_path: Path):
-    """A TSV whose line 6 opens a quote that a `"` ending line 10 closes: both are bad rows with their lines, every
-    other row is read as it stands (the csv module alone would make lines 6-10 one text with line 6's label)."""
+    """A TSV whose line 6 opens a quote that a `"` ending line 10 would close: line 6 is a bad row, every other row
+    is read as it stands, line 10 with its literal quote (the csv module alone would make lines 6-10 one text with
+    line 6's label)."""
     lines = ["text\tlabel", *(f"好评{i}\tpos" for i in range(2, 13))]
     lines[5], lines[9] = '"坏的开始\tneg', '结束"\tpos'
     f = tmp_path / "train.tsv"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     source = TableSource(f, on_bad_row="skip")
     rows = list(source.read())
-    assert [ex.origin.rsplit(":")[-1] for ex in rows] == ["2", "3", "4", "5", "7", "8", "9", "11", "12"]
-    assert all("\n" not in ex.text and len(ex.text) < 10 for ex in rows)
-    assert [(origin.rsplit(":")[-1], "would swallow line" in why) for origin, why in source.bad_rows] == [
-        ("6", True), ("10", True)]
+    assert [ex.origin.rsplit(":")[-1] for ex in rows] == ["2", "3", "4", "5", "7", "8", "9", "10", "11", "12"]
+    assert all("\n" not in ex.text and len(ex.text) < 10 for ex in rows) and rows[7].text == '结束"'
+    assert [(origin.rsplit(":")[-1], "would swallow line 7" in why) for origin, why in source.bad_rows] == [
+        ("6", True)]
+
+
+def test_texts_with_line_breaks_and_literal_quotes_read_as_published(tmp_path: Path):
+    """A quoted text over several lines (closing mid-line, before its label; with a blank line inside), and quotes
+    inside unquoted fields (5" screens, TSV quotations): read as the csv module reads them, nothing dropped."""
+    f = tmp_path / "reviews.csv"
+    f.write_text('text,label\n"这家酒店\n很好",pos\n屏幕5" 很大,pos\n"x\n\ny",neg\n"a ""q"" b",neg\n', encoding="utf-8")
+    assert read(f) == [("这家酒店\n很好", "pos"), ('屏幕5" 很大', "pos"), ("x\n\ny", "neg"), ('a "q" b', "neg")]
+    g = tmp_path / "train.tsv"
+    g.write_text('text\tlabel\n他说"好\tpos\n好\tneg\n', encoding="utf-8")
+    assert read(g) == [('他说"好', "pos"), ("好", "neg")]
+
+
+def test_a_stray_quote_in_a_one_column_file_costs_its_own_line(tmp_path: Path):
+    """One column: a row cannot be told from a line of text, so a quote left open is a bad row and the thousands of
+    lines after it are read, quickly, not merged into one text."""
+    from senti_lit.data.sources import texts_to_predict
+
+    f = tmp_path / "in.csv"
+    f.write_text("text\n\"stray\n" + "".join(f"line{i}\n" for i in range(20_000)) + 'end"\n', encoding="utf-8")
+    reader = texts_to_predict(f)
+    rows = list(reader.read())
+    assert len(rows) == 20_001 and rows[0].text == "line0" and rows[-1].text == 'end"'
+    assert [origin.rsplit(":")[-1] for origin, _ in reader.bad_rows] == ["2"]

@@ -60,7 +60,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = make_trainer(cfg, resumed=ckpt_path is not None)
     if ckpt_path is not None:
         log.info("resuming from %s", ckpt_path)
-    with fast_dropout_if(cfg.get("fast_dropout", False), model):
+    # torch.compile traces torch's own dropout; the hand-written masks are for eager CPU steps
+    with fast_dropout_if(cfg.get("fast_dropout", False) and not cfg.model.get("compile"), model):
         # checkpoints hold tensors and plain values only (RngState): nothing in them may run code when resumed
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     clock.lap("fit")

@@ -1,5 +1,6 @@
-"""A callback for tests/test_resume.py: SIGKILL this process at a given training step, once (a marker file
-remembers), so that re-running the identical command resumes instead of dying again."""
+"""A callback for tests/test_resume.py (`+callbacks.kill._target_=helpers.kill_once.KillOnce`, tests/ on the training
+subprocess's PYTHONPATH): SIGKILL this process at a given training step, once (a marker file remembers), so that
+re-running the identical command resumes instead of dying again."""
 import os
 import signal
 from pathlib import Path

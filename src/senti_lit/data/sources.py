@@ -97,6 +97,8 @@ def detect_encoding(path: Path, encoding: str = "auto") -> str:
 # a review can be longer than the csv module's 131,072-character default; data.max_length truncates it later
 csv.field_size_limit(2**31 - 1)
 
+MAX_RECORD_LINES = 200  # a quoted text over more lines than this is taken for a stray quote
+
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 TRUE_VALUES = {"1", "1.0", "true", "True"}
 FALSE_VALUES = {"0", "0.0", "false", "False"}  # an empty one-hot cell is a bad row, not a 0
@@ -294,10 +296,13 @@ class TableSource:
 
     def _records(self, path: Path, lines: Iterator[tuple[int, str]], fmt: str
                  ) -> Iterator[tuple[int, int, list[str] | str]]:
-        """(first line, last line, fields or why the record is bad). A quoted field may span lines, unless the lines
-        it would swallow read as records of their own: then the quote is a stray one, its line a bad row, and
-        reading goes on at the next line, so that nothing is silently merged or lost."""
-        options = {"delimiter": "\t" if fmt == "tsv" else ",", "strict": True,
+        """(first line, last line, fields or why the record is bad). A quoted field may span lines (a text with
+        line breaks), but only over lines that do not read as rows of their own, at most MAX_RECORD_LINES, and only
+        in files whose records have two fields or more (where a row can be told from a line of text). Otherwise the
+        quote is a stray one: its line is a bad row and reading goes on at the next line, so that nothing is silently
+        merged or lost."""
+        delimiter = "\t" if fmt == "tsv" else ","
+        options = {"delimiter": delimiter, "strict": True,
                    "quoting": csv.QUOTE_NONE if self.quoting == "none" else csv.QUOTE_MINIMAL}
         pending: list[tuple[int, str]] = []  # lines to read again (after a stray quote), in reverse order
         source = iter(lines)
@@ -305,31 +310,51 @@ class TableSource:
             first = pending.pop() if pending else next(source, None)
             if first is None:
                 return
-            record = [first]
-            # a record ends where its quotes balance (a doubled "" inside a quoted field counts twice)
-            while self.quoting != "none" and sum(line.count('"') for _, line in record) % 2:
+            number, line = first
+            if self.quoting == "none" or '"' not in line:  # the common case: no csv machinery needed
+                yield number, number, line.split(delimiter) if line else []
+                continue
+            try:
+                yield number, number, next(csv.reader([line], **options), [])
+                continue
+            except csv.Error as e:
+                if "unexpected end of data" not in str(e):  # a quote misplaced within the line
+                    yield number, number, f"bad quoting: {e}; fix the quotes (or set data.source.quoting=none)"
+                    continue
+            record, why = [first], None
+            while why is None:
                 following = pending.pop() if pending else next(source, None)
-                if following is None or self._reads_as_record(following[1], options):
-                    if following is not None:
-                        pending.append(following)
-                    pending.extend(reversed(record[1:]))
-                    where = ("runs to the end of the file" if following is None else
-                             f"would swallow line {following[0]}, which reads as a row of its own")
-                    yield first[0], first[0], (f"a quote opens a field that {where}; close or remove the quote (set "
-                                               "data.source.quoting=none if quotes are part of the texts)")
+                why = self._ends_before(following, record, options)
+                if why is not None:
+                    pending.extend(reversed([*record[1:], *([following] if following else [])]))
+                    yield number, number, (f"stray quote: a quote opens a field that {why}; close or remove the "
+                                           "quote (set data.source.quoting=none if quotes are part of the texts)")
                     break
                 record.append(following)
-            else:
-                try:
-                    row = next(csv.reader(["\n".join(line for _, line in record)], **options), [])
-                except csv.Error as e:
-                    yield first[0], record[-1][0], f"cannot parse the record ({e})"
-                    continue
-                yield first[0], record[-1][0], row
+                if '"' in following[1]:  # the field can only close on a line with a quote
+                    try:
+                        row = next(csv.reader(["\n".join(text for _, text in record)], **options), [])
+                    except csv.Error:
+                        continue
+                    yield number, following[0], row
+                    break
+
+    def _ends_before(self, following: tuple[int, str] | None, record: list, options: dict) -> str | None:
+        """Why a quoted field opened in `record` cannot go on into `following` (None: it can)."""
+        if following is None:
+            return "runs to the end of the file"
+        if not self._width or self._width < 2:
+            return "spans lines in a file of one column, where a row cannot be told from a line of text"
+        if len(record) >= MAX_RECORD_LINES:
+            return f"runs over {MAX_RECORD_LINES} lines"
+        if self._reads_as_record(following[1], options):
+            return f"would swallow line {following[0]}, which reads as a row of its own"
+        return None
 
     def _reads_as_record(self, line: str, options: dict) -> bool:
-        """`line` alone parses into as many fields as a record has (a line of a multi-line text seldom does)."""
-        if not self._width or self._width < 2:
+        """`line` alone parses into as many fields as a record has, and does not itself close a quoted field (the
+        last line of a multi-line text, `...",label`, would otherwise look like a row)."""
+        if line.count('"') % 2:
             return False
         try:
             return len(next(csv.reader([line], **options), [])) == self._width
