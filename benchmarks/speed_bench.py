@@ -9,7 +9,7 @@ Jobs, each a fresh process, one after another:
   trainer_best         the Trainer at its best as the issue defines it: dynamic padding, group_by_length, bf16
   trainer_best_fp32    the same in fp32 (on this CPU bf16 slows e5_small: there this is the Trainer's real best)
   senti_lit            python -m senti_lit.train: its defaults (dynamic padding, length-grouped batches, fused
-                       AdamW; on this CPU fp32 for e5, bf16-mixed for mini_bert: its cpu_bf16), without
+                       AdamW; on this CPU fp32 for e5, bf16-mixed for mini_bert: hidden size <= 256), without
                        checkpoints, as the Trainer runs here (save_strategy="no")
   senti_lit -length    ablation: data.length_grouped=false
   senti_lit -fused     ablation: model.optimizer.fused=false (torch's foreach AdamW)

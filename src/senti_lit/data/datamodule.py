@@ -1,8 +1,8 @@
 """TextClassificationDataModule: read -> clean -> split -> tokenize once (cached on disk) -> length-bucketed batches.
 
-The flow is explicit: `prepare_splits()` gives the cleaned, split examples (the tokenizer of a from-scratch model
-is trained on `train_texts()`), `set_tokenizer()` encodes every split once, the dataloaders batch the encodings with
-dynamic padding. Both stages are cached under `cache_dir`, keyed by the data files' content and every option
+The flow is explicit: `prepare()` = `prepare_splits()` (the cleaned, split examples), the model's tokenizer (loaded,
+or trained on `train_texts()`), then `set_tokenizer()`, which encodes every split once through the data module's
+`InputSpec` (`inputs`); the dataloaders batch the encodings with dynamic padding. Both stages are cached under `cache_dir`, keyed by the data files' content and every option
 that changes the result, so a second run with the same data skips reading and tokenizing.
 """
 from __future__ import annotations
