@@ -7,7 +7,6 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from senti_lit.data.encoding import encode
 from senti_lit.inference.predictor import Predictor
 
 
@@ -27,9 +26,7 @@ def artifact_test_accuracy(run_dir: Path, cfg: DictConfig, first_eval_batch: boo
     predictor = Predictor.load(Path(run_dir) / "artifact", precision="bf16" if precision.startswith("bf16") else "32")
     if first_eval_batch:
         assert knowledge is None, "first_eval_batch: not written for knowledge inputs"
-        inputs = predictor.inputs
-        lengths = encode(predictor.tokenizer, [ex.text for ex in examples], None, inputs["max_length"],
-                         inputs.get("prompt")).lengths()
+        lengths = predictor.inputs.encode(predictor.tokenizer, [ex.text for ex in examples]).lengths()
         order = np.argsort(lengths, kind="stable")[:datamodule.eval_batch_size]
         examples = [examples[i] for i in order]
     answers = predictor.predict([ex.text for ex in examples], knowledge)
