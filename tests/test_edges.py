@@ -176,3 +176,21 @@ def test_a_piped_sweep_report_is_readable(tmp_path: Path):
     assert "± 0.0000" not in text and "| 0.8100 |" in text
     assert "| 24 |" in text or "| 25 |" in text  # seconds, whole
     assert "error" not in text  # a column empty in every row is left out
+
+
+def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
+    """The exported model gets the bare text from a pipeline: a model trained with a prompt after each text would
+    silently answer something else, so export refuses it (the artifact itself serves it)."""
+    import json
+    import shutil
+
+    import pytest
+
+    from senti_lit.export import NotExportable, export_hf
+
+    folder = shutil.copytree(FIXTURES / "artifact_v1", tmp_path / "artifact")
+    meta = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
+    meta["inputs"]["prompt"] = "总之很好"
+    (folder / "artifact.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(NotExportable, match="reads a prompt"):
+        export_hf(folder, tmp_path / "hf")

@@ -48,6 +48,8 @@ def check_exportable(model, meta: dict) -> None:
         why = "prompt tuning prepends learned virtual tokens, which transformers models do not have"
     elif isinstance(model.head, OneVsRestHead):
         why = "its one-vs-rest head (a hidden layer per label) is no transformers classification head"
+    elif meta["inputs"].get("prompt"):
+        why = "it reads a prompt added to each text, which a text-classification pipeline would not add"
     elif meta["inputs"].get("knowledge"):
         why = "it reads an explanation joined to each text, which a text-classification pipeline cannot supply"
     elif model.head.pooling not in ("cls", "last"):
