@@ -20,10 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from senti_lit.config import CONFIG_DIR, plain  # noqa: E402
 from senti_lit.data.labels import LabelSpace  # noqa: E402
-from senti_lit.models.backbone import build_backbone  # noqa: E402
-from senti_lit.models.builder import parameter_counts  # noqa: E402
-from senti_lit.models.classifier import SentimentClassifier  # noqa: E402
-from senti_lit.models.methods import apply_method, trainable_state_dict  # noqa: E402
+from senti_lit.models.builder import build_classifier, parameter_counts  # noqa: E402
+from senti_lit.models.spec import ModelSpec  # noqa: E402
+from senti_lit.models.methods import trainable_state_dict  # noqa: E402
 from senti_lit.runtime import quiet_known_warnings  # noqa: E402
 from make_table import write_markdown  # noqa: E402
 from store import git_commit, record  # noqa: E402
@@ -47,11 +46,9 @@ def main() -> None:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for name in MODELS:
             cfg = compose("train", overrides=[f"model={name}", "paths.output_dir=/tmp"]).model
-            settings = {**plain(cfg.backbone), "path": None}
-            backbone = build_backbone(VocabOnly(settings["config"]["vocab_size"]), **settings)
-            backbone = apply_method(backbone, **plain(cfg.method))
-            model = SentimentClassifier(backbone, LabelSpace(("negative", "positive")), optimizer=torch.optim.AdamW,
-                                        head=plain(cfg.head))
+            spec = ModelSpec({**plain(cfg.backbone), "path": None}, plain(cfg.method), {"head": plain(cfg.head)})
+            model = build_classifier(spec, VocabOnly(spec.backbone["config"]["vocab_size"]),
+                                     LabelSpace(("negative", "positive")), optimizer=torch.optim.AdamW)
             c = parameter_counts(model)
             save_file({k: v.detach().contiguous() for k, v in trainable_state_dict(model).items()},
                       str(folder / "trainable.safetensors"))
