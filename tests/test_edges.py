@@ -186,7 +186,7 @@ def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
 
     import pytest
 
-    from senti_lit.export import NotExportable, export_hf
+    from senti_lit.inference.hf_export import NotExportable, export_hf
 
     folder = shutil.copytree(FIXTURES / "artifact_v1", tmp_path / "artifact")
     meta = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
