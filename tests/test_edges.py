@@ -194,3 +194,25 @@ def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
     (folder / "artifact.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(NotExportable, match="reads a prompt"):
         export_hf(folder, tmp_path / "hf")
+
+
+HEAVY = ("torch", "lightning", "transformers", "torchmetrics", "peft")
+
+
+def test_help_and_tab_completion_import_no_torch():
+    """Start-up: `--help` and each Tab of completion compose configs only, so no command module may import torch,
+    transformers or Lightning at the top (they cost seconds; `python benchmarks/startup_bench.py` times them)."""
+    commands = ["train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report"]
+    code = (f"import sys\nfor c in {commands}: __import__('senti_lit.' + c)\n"
+            f"print(sorted(m for m in {HEAVY} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_loading_an_artifact_imports_no_lightning():
+    """A one-text predict loads the plain-torch network (models.network), not the training LightningModule."""
+    code = ("import sys\nfrom senti_lit.inference.predictor import Predictor\n"
+            f"p = Predictor.load({str(FIXTURES / 'artifact_v1')!r})\nprint(p.predict(['很好'])[0]['label'])\n"
+            "print(sorted(m for m in ('lightning', 'torchmetrics', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[1] == "[]", out
