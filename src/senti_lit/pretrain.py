@@ -16,6 +16,7 @@ from senti_lit.config import CONFIG_DIR, data_config, plain
 from senti_lit.data.examples import DataError
 from senti_lit.data.sources import read_lines
 from senti_lit.files import umask_mode, write_json
+from senti_lit.models.locate import check_model_sources
 from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def several_datasets(cfg: DictConfig) -> tuple[list[str], dict]:
 
 
 def pretrain(cfg: DictConfig) -> Path:
+    check_model_sources(plain(cfg.model))  # before torch is imported and the corpus read
     # imported here, not at the top: `--help` and Tab completion answer without torch and Lightning (seconds)
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from senti_lit.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.files import write_json
+from senti_lit.models.locate import check_model_sources
 from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
+    check_numbers(cfg)
+    check_model_sources(plain(cfg.model))  # a model this machine cannot load fails now, not after the data is read
     # imported here, not at the top: `--help` and Tab completion answer without torch and Lightning (seconds)
     import lightning as L
 
@@ -36,7 +39,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                     print_metrics)
 
     quiet_known_warnings()
-    check_numbers(cfg)
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
         log.info("resume=auto: %s already finished; its metrics stand", out)
