@@ -274,3 +274,24 @@ def test_a_cached_hub_model_is_used_offline_without_retries(tmp_path: Path, monk
     assert hub.HF_HUB_OFFLINE is True
     with __import__("pytest").raises(FileNotFoundError, match="org/other: this Hub model is not in the"):
         locate.check_model_sources({"backbone": {"path": "org/other"}})
+
+
+def test_a_quick_run_scales_the_mlm_warm_up_down(tmp_path: Path, monkeypatch, caplog):
+    """`data.limit_train=300 trainer.max_epochs=1` with mini_bert: the 20-epoch warm-up (100 steps here) shrinks to
+    the fine-tuning's length, and the log says so; a full run, or one that sets the warm-up itself, keeps it."""
+    import logging
+
+    from helpers.compose import compose_train
+
+    from senti_lit import training
+
+    mlm = {"epochs": 20, "max_steps": 5000, "batch_size": 64}
+    quick = compose_train(["data.limit_train=300", "trainer.max_epochs=1"], tmp_path / "q")
+    with caplog.at_level(logging.INFO, logger="senti_lit.training"):
+        assert training.quick_run_warmup(mlm, quick, 300) == {**mlm, "max_steps": 10}  # 300 / 32 -> 10 steps
+    assert "MLM warm-up scaled to at most 10 steps: data.limit_train=300" in caplog.text
+    assert training.quick_run_warmup(mlm, compose_train(["data.limit_train=3000", "trainer.max_epochs=2"],
+                                                        tmp_path / "q2"), 3000)["max_steps"] == 188
+    assert training.quick_run_warmup(mlm, compose_train([], tmp_path / "full"), 12000) == mlm
+    monkeypatch.setattr(training, "task_overrides", lambda: ["data.limit_train=300", "model.mlm_warmup.epochs=5"])
+    assert training.quick_run_warmup(mlm, quick, 300) == mlm
