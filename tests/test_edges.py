@@ -295,3 +295,27 @@ def test_a_quick_run_scales_the_mlm_warm_up_down(tmp_path: Path, monkeypatch, ca
     assert training.quick_run_warmup(mlm, compose_train([], tmp_path / "full"), 12000) == mlm
     monkeypatch.setattr(training, "task_overrides", lambda: ["data.limit_train=300", "model.mlm_warmup.epochs=5"])
     assert training.quick_run_warmup(mlm, quick, 300) == mlm
+
+
+def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
+    """HPARAMS shows what a person compares (the config-group choices, the command line, a few key settings), not
+    the composed config's ~120 keys with their `_target_`s."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from senti_lit.config import CONFIG_DIR
+    from senti_lit.training import run_hparams
+
+    overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        values = run_hparams(cfg)
+    GlobalHydra.instance().clear()
+    assert values["model"] == "mini_bert" and values["data"] == "demo" and values["trainer"] == "default"
+    assert values["model.optimizer.lr"] == "3e-3" and values["data.limit_train"] == "300"
+    assert values["seed"] == cfg.seed and values["data.batch_size"] == cfg.data.batch_size
+    assert "paths.output_dir" not in values and not any("_target_" in k or k.startswith("hydra") for k in values)
+    assert len(values) <= 25, sorted(values)

@@ -67,6 +67,8 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
                     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
                     metric_names |= {m.name.tag for m in data.experiment.metric_infos}
     assert {"test/acc", "best/val/acc"} <= metric_names  # the HPARAMS tab shows final metrics per run
+    accumulator = EventAccumulator(str(run / "tensorboard" / "fit")).Reload()
+    assert len(accumulator.Scalars("test/acc")) == 1  # logged once (by the test loop), not again with the hparams
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(tags["images"])
     assert {"val/pr_negative", "val/pr_positive", "test/pr_negative", "test/pr_positive"} <= set(tags["tensors"])
 

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 
 def quiet_known_warnings() -> None:
-    """Silence only third-party warnings that are not ours to fix and say nothing about the user's run."""
+    """Silence only third-party warnings (and doubled log lines) that are not ours to fix and say nothing about the
+    user's run."""
     # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     # peft 0.21 asks transformers 5.2x for `is_gradient_checkpointing`, which transformers deprecates
@@ -24,6 +25,15 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Lightning advertises a cloud logger at every Trainer start.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
+    # Lightning warns when an epoch has fewer batches than log_every_n_steps, but it counts that interval over the
+    # whole fit, not per epoch: short epochs are still logged (every few epochs), and the progress lines show each.
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+    # `import lightning` gives the `lightning` logger a console handler of its own; under Hydra's logging (a root
+    # handler) every Lightning line would print twice.
+    if logging.getLogger().hasHandlers():
+        for handler in list(logging.getLogger("lightning").handlers):
+            if type(handler) is logging.StreamHandler:
+                logging.getLogger("lightning").removeHandler(handler)
     # The tokenizers library's thread pool and forked DataLoader workers do not mix.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -121,7 +121,7 @@ def make_trainer(cfg: DictConfig, resumed: bool = False) -> L.Trainer:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
                           **no_bar(callbacks))
     for logger in trainer.loggers:
-        logger.log_hyperparams(flat_config(cfg))
+        logger.log_hyperparams(run_hparams(cfg))
     return trainer
 
 
@@ -148,10 +148,17 @@ def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
 
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, final: Mapping[str, float]) -> None:
-    """Hyperparameters with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs."""
+    """The hyperparameters with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs. The summary is
+    written directly: Lightning's `log_hyperparams(params, metrics)` would log every test scalar a second time (at
+    step 0), and the HPARAMS tab reads the metrics from the scalars the run already has."""
+    from torch.utils.tensorboard.summary import hparams
+
     for logger in trainer.loggers:
-        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-            logger.log_hyperparams(flat_config(cfg), metrics=dict(final))
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger) and rank_zero_only.rank == 0:
+            params = logger._sanitize_params(run_hparams(cfg))  # lists and None as text, as Lightning does
+            writer = logger.experiment._get_file_writer()  # what Lightning's own log_hyperparams writes to
+            for summary in hparams(params, {k: float(v) for k, v in final.items()}):
+                writer.add_summary(summary)
 
 
 class Clock:
@@ -170,21 +177,33 @@ class Clock:
         return {**self.laps, "time/total_seconds": round(time.perf_counter() - self.start, 1)}
 
 
-def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The composed config as `a.b.c: value` scalars (what TensorBoard's HPARAMS tab can show)."""
-    out: dict[str, Any] = {}
+# the values a person compares across runs, whatever the command line said (TensorBoard's HPARAMS columns)
+KEY_SETTINGS = ("seed", "model.optimizer.lr", "model.optimizer.weight_decay", "model.method.name", "data.batch_size",
+                "data.max_length", "trainer.max_epochs", "trainer.precision")
+# config groups that do not change what is learnt
+UNCOMPARED_GROUPS = ("paths", "hydra", "callbacks", "logger", "local", "extras")
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        elif isinstance(node, (list, tuple)):
-            out[prefix[:-1]] = str(node)
-        else:
-            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+def run_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """What TensorBoard's HPARAMS tab shows for a run: the config-group choices (model, data, trainer, experiment
+    …), the command line's overrides and a few key settings; not the composed config's ~120 keys (the full config
+    is in the run's .hydra/config.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    values: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        values |= {k: str(v) for k, v in choices.items()
+                   if v is not None and not k.startswith(UNCOMPARED_GROUPS)}
+        for override in task_overrides():
+            key, _, value = override.lstrip("+~").partition("=")
+            if not key.startswith(("hydra.", "paths.")) and key not in values:
+                values[key] = value
+    for key in KEY_SETTINGS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if key not in values and isinstance(value, (int, float, str, bool)):
+            values[key] = value
+    return values
 
 
 def print_metrics(metrics: Mapping[str, float], title: str) -> None:

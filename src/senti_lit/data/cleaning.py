@@ -114,10 +114,11 @@ def clean(
             report.contradictory_texts += 1
             report.contradictory_rows += len(winners)
             if len(report.examples_of_contradictions) < 3:
-                origins = sorted({ex.origin for ex in winners})
-                more = f" (+{len(origins) - 2} more)" if len(origins) > 2 else ""
-                where = ", ".join(origins[:2])
-                report.examples_of_contradictions.append(f"{winners[0].text[:30]!r} at {where}{more}")
+                # file name and line only: a log line that fits a screen (data.json names the files in full)
+                origins = sorted({ex.origin.replace("\\", "/").rsplit("/", 1)[-1] for ex in winners})
+                more = f" +{len(origins) - 2} more" if len(origins) > 2 else ""
+                text = winners[0].text if len(winners[0].text) <= 20 else winners[0].text[:20] + "…"
+                report.examples_of_contradictions.append(f"{text!r} ({', '.join(origins[:2])}{more})")
             continue
         near = sum(1 for ex in winners[1:] if ex.text != winners[0].text)
         report.near_duplicates += near

@@ -166,7 +166,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         report.bad_rows = dict(getattr(self.source, "skipped", {}))
         self.clean_report = report
         if report.contradictory_texts:
-            log.info("data: contradictory texts, e.g. %s", "; ".join(report.examples_of_contradictions))
+            log.info("data: %d texts labelled two ways, every copy dropped; e.g. %s", report.contradictory_texts,
+                     report.examples_of_contradictions[0])
         if not examples:
             raise DataError(f"{self.source!r}: no usable rows ({report.summary()})")
         self.label_space = self._label_space(examples)
