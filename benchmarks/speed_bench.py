@@ -144,7 +144,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
 def trainer_job(args, train: Path, test: Path, model: str, extra: list[str]) -> dict:
     command = [sys.executable, str(HERE / "trainer_baseline.py"), "--train", str(train), "--test", str(test),
                "--model", model, "--epochs", str(args.epochs), "--max-length", str(args.max_length),
-               "--batch-size", str(args.batch_size), "--lr", str(args.lr), *extra]
+               "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--device", args.device, *extra]
     result = json.loads(run(command).stdout.strip().splitlines()[-1])
     result["command"] = "python benchmarks/trainer_baseline.py " + " ".join(command[2:])
     return result
@@ -152,7 +152,7 @@ def trainer_job(args, train: Path, test: Path, model: str, extra: list[str]) -> 
 
 def senti_job(args, folder: Path, name: str, extra: list[str], round_: int = 0) -> dict:
     run_dir = folder / f"{name.replace(' ', '_')}_{round_}"
-    overrides = [*common(args), "callbacks=none", "+trainer.limit_val_batches=0", "calibrate.temperature=false",
+    overrides = [*common(args), *(["trainer=gpu"] if args.device == "cuda" else []), "callbacks=none", "+trainer.limit_val_batches=0", "calibrate.temperature=false",
                  "calibrate.thresholds=false", "+trainer.enable_progress_bar=false", *extra]
     run([sys.executable, "-m", "senti_lit.train", *overrides, f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -173,6 +173,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: senti_lit with trainer=gpu (bf16-mixed), the Trainer on the GPU")
     parser.add_argument("--jobs", type=job_list, default=JOBS, help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--repeat", type=positive, default=1,
                         help="run every job this many times, in rounds; the table shows each job's median run")
@@ -224,7 +226,8 @@ def records(args, jobs: dict[str, dict]) -> list[dict]:
     best_acc = max(jobs[name]["test/acc"] for name in ("trainer_best", "trainer_best_fp32") if name in jobs)
     examples = f"{args.limit_train} training examples (limit)" if args.limit_train else "all training examples"
     caption = (f"Training speed vs transformers.Trainer: {args.model}, {examples}, {args.epochs} epoch(s), "
-               f"max_length {args.max_length}, batch {args.batch_size}, lr {args.lr}, {os.cpu_count()} CPU cores")
+               f"max_length {args.max_length}, batch {args.batch_size}, lr {args.lr}, "
+               + (f"{os.cpu_count()} CPU cores" if args.device == "cpu" else "one CUDA GPU"))
     out = []
     for name, job in jobs.items():
         speed = job["samples_per_s"]

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--group-by-length", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the Trainer picks the GPU itself)")
     a = ap.parse_args()
 
     from sklearn.metrics import accuracy_score, f1_score
@@ -63,7 +64,7 @@ def main() -> None:
                 for i in range(len(texts))]
 
     collator = default_data_collator if pad else DataCollatorWithPadding(tok)
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="trainer_baseline_"), use_cpu=True, bf16=a.bf16,
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="trainer_baseline_"), use_cpu=a.device == "cpu", bf16=a.bf16,
                              seed=a.seed, learning_rate=a.lr, per_device_train_batch_size=a.batch_size,
                              per_device_eval_batch_size=128, num_train_epochs=a.epochs, save_strategy="no",
                              eval_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,

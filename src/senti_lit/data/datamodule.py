@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -370,6 +371,8 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, ds: Any, batch_size: int, **kwargs: Any) -> DataLoader:
         kwargs.setdefault("collate_fn", self.collator)
+        # pinned host memory makes the copy to a GPU asynchronous; on a CPU-only machine it is only a cost
         return DataLoader(
-            ds, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0, **kwargs
+            ds, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(), **kwargs
         )
