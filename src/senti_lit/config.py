@@ -91,7 +91,8 @@ if not OmegaConf.has_resolver("auto_precision"):
 # keys whose values are numbers wherever they appear (optimiser, warm-up, regularisation, sizes)
 NUMBER_KEYS = {"lr", "weight_decay", "warmup_ratio", "dropout", "label_smoothing", "token_dropout", "mask_prob",
                "head_lr", "gamma", "max_epochs", "max_steps", "batch_size", "eval_batch_size", "max_length",
-               "epochs", "seed", "limit_train", "per_label", "gradient_clip_val", "accumulate_grad_batches"}
+               "epochs", "seed", "limit_train", "per_label", "gradient_clip_val", "accumulate_grad_batches", "alpha",
+               "temperature"}
 
 
 def check_numbers(cfg: Any, path: str = "") -> None:

@@ -36,7 +36,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from senti_lit.models.fast_dropout import fast_dropout_if
     from senti_lit.resume import resume_checkpoint
     from senti_lit.training import (Clock, build_model, load_best, log_final, make_trainer, prepare_data,
-                                    print_metrics)
+                                    prepare_distillation, print_metrics)
 
     quiet_known_warnings()
     out = Path(cfg.paths.output_dir)
@@ -48,12 +48,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     clock = Clock()
 
     datamodule, tokenizer = prepare_data(cfg)
+    distilled, teacher = prepare_distillation(cfg, datamodule)  # nothing without distill.teacher
     weights = (cfg.get("artifact") or {}).get("weights", "full")
     if datamodule.added_words and weights == "trainable":
         raise ValueError("data.tokenizer.keep_whole grew the embeddings, which artifact.weights=trainable does not "
                          "store (it reloads the base model): use artifact.weights=full")
     if L.pytorch.utilities.rank_zero_only.rank == 0:  # under DDP every process prepares the same data; one writes
-        write_json(out / "data.json", datamodule.summary())
+        write_json(out / "data.json", {**datamodule.summary(), **({"distill": distilled} if distilled else {})})
         tokenizer.save_pretrained(out / "tokenizer")  # the checkpoints' token ids mean nothing without it
     clock.lap("prepare")
 
@@ -79,6 +80,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.test(model, datamodule=datamodule, verbose=False)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    metrics |= teacher  # the teacher's test metrics, beside the student's
+    if teacher:
+        for logger in trainer.loggers:
+            logger.log_metrics(teacher, step=trainer.global_step)
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     best = last_monitored if best is None else best  # no checkpoint kept (fast_dev_run): the last validated value
     summary = {**metrics, f"best/{cfg.monitor.metric}": None if best is None else float(best), **counts,

@@ -42,6 +42,22 @@ def prepare_data(cfg: DictConfig) -> tuple[Any, PreTrainedTokenizerBase]:
     return datamodule, tokenizer
 
 
+def prepare_distillation(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], dict[str, float]]:
+    """With `distill.teacher`: the teacher's logits on the training split and the unlabelled pool go into the data
+    module; returns data.json's `distill` record and the teacher's test metrics."""
+    if not cfg.get("distill") or not cfg.distill.get("teacher"):
+        return {}, {}
+    from senti_lit.config import data_config
+    from senti_lit.distillation import attach
+
+    def train_split(name: str) -> list:
+        return instantiate(data_config("train", name, [], cfg.paths)).prepare_splits()["train"]
+
+    device = "cuda" if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
+    report, teacher = attach(datamodule, plain(cfg.distill), datamodule.cache_dir, train_split, device)
+    return vars(report), teacher
+
+
 def build_model(cfg: DictConfig, datamodule, tokenizer: PreTrainedTokenizerBase, out: Path | None = None,
                 warmup: bool = True) -> tuple[ModelSpec, SentimentClassifier]:
     """The run's model spec and classifier (after the MLM warm-up on the training texts, when configured and
@@ -51,6 +67,8 @@ def build_model(cfg: DictConfig, datamodule, tokenizer: PreTrainedTokenizerBase,
     prepare = partial(prepare_backbone, cfg=cfg, datamodule=datamodule, tokenizer=tokenizer, out=out, warmup=warmup)
     model = build_classifier(spec, tokenizer, datamodule.label_space, optimizer=instantiate(cfg.model.optimizer),
                              prepare=prepare)
+    if cfg.get("distill") and cfg.distill.get("teacher"):
+        model.set_distillation(cfg.distill.alpha, cfg.distill.temperature)
     if cfg.model.get("compile"):
         model.backbone.compile()  # in place: the state dict (checkpoints) keeps its keys
     return spec, model

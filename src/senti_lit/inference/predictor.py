@@ -55,9 +55,10 @@ class Predictor:
         self.model.thresholds = new.to(self.model.thresholds.device)
 
     @torch.no_grad()
-    def probabilities(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None,
-                      batch_size: int = 64, progress: bool = False) -> torch.Tensor:
-        """(len(texts), num_labels) calibrated probabilities, in input order."""
+    def logits(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
+               progress: bool = False) -> torch.Tensor:
+        """(len(texts), num_labels) raw logits, before the calibration temperature, in input order (what a student
+        learns from in distillation)."""
         encoded = self.inputs.encode(self.tokenizer, texts, knowledge=knowledge)
         lengths = encoded.lengths()
         order = sorted(range(len(encoded)), key=lengths.__getitem__)
@@ -70,8 +71,14 @@ class Predictor:
             batch = self.collator([encoded[i] for i in rows])
             with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = self.model(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
-            out[rows] = self.model.probabilities(logits.float()).cpu()
+            out[rows] = logits.float().cpu()
         return out
+
+    def probabilities(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None,
+                      batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """(len(texts), num_labels) calibrated probabilities, in input order."""
+        logits = self.logits(texts, knowledge, batch_size, progress)
+        return self.model.probabilities(logits.to(self.model.temperature.device)).cpu()
 
     def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
                 top_k: int = 1, progress: bool = False) -> list[dict[str, Any]]:

@@ -126,7 +126,11 @@ class SentimentClassifier(ClassifierNet, FusedClipping, L.LightningModule):
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
-        loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
+        if "teacher_logits" in batch:  # distillation (training split only): the pool rows have no gold label
+            loss, gold = self._distilled_loss(logits.float(), labels, batch)
+            logits, labels = logits[gold], labels[gold]
+        else:
+            loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
         probs = self.probabilities(logits)
         self._metrics(stage).update(self.decide(probs), labels.long())
         if stage in self._outputs:  # for calibration error, confusion matrix and PR curves at the epoch's end
@@ -134,6 +138,27 @@ class SentimentClassifier(ClassifierNet, FusedClipping, L.LightningModule):
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
                  prog_bar=stage != "test", sync_dist=stage != "train")
         return loss
+
+    def set_distillation(self, alpha: float, temperature: float) -> None:
+        """Train on `(1 - alpha) * loss(gold) + alpha * T^2 * KL(teacher_T || student_T)` where a batch carries
+        `teacher_logits` (see `senti_lit.distillation`)."""
+        self.distill = {"alpha": float(alpha), "temperature": float(temperature)}
+
+    def _distilled_loss(self, logits: torch.Tensor, labels: torch.Tensor,
+                        batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        from senti_lit.distillation import distillation_loss
+
+        settings = getattr(self, "distill", None) or {"alpha": 0.5, "temperature": 1.0}
+        alpha = settings["alpha"]
+        gold = batch["has_label"].bool()
+        soft = distillation_loss(logits, batch["teacher_logits"].float(), settings["temperature"],
+                                 self.label_space.multi_label)
+        hard = logits.new_zeros(())
+        if gold.any() and alpha < 1:
+            target = labels[gold].float() if self.label_space.multi_label else labels[gold]
+            hard = self.loss_fn(logits[gold], target)
+        self.log("train/distill_loss", soft, on_step=False, on_epoch=True, batch_size=labels.size(0))
+        return (1 - alpha) * hard + alpha * soft, gold
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

@@ -1,0 +1,119 @@
+"""Distillation: the loss, the student's training split with the teacher's logits, the unlabelled pool's leakage
+rule, the cache, and a student trained from a tiny teacher end to end."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers.compose import TINY_MODEL, compose_train
+from helpers.data import write_reviews
+
+from senti_lit.data.encoding import EncodedDataset
+from senti_lit.data.examples import Example
+from senti_lit.distillation import DistilledDataset, DistillReport, distillation_loss, pool_texts
+
+
+def test_the_loss_is_t_squared_kl_and_zero_when_student_equals_teacher():
+    teacher = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, 3.0]])
+    student = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    t = 2.0
+    q = torch.softmax(teacher / t, -1)
+    expected = (q * (q.log() - torch.log_softmax(student / t, -1))).sum(-1).mean() * t * t
+    assert distillation_loss(student, teacher, t, False).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert distillation_loss(teacher, teacher, t, False).item() == pytest.approx(0.0, abs=1e-6)
+    # multi-label: BCE against the teacher's tempered sigmoid, minimal at the teacher's own logits
+    multi = distillation_loss(student, teacher, t, True).item()
+    assert distillation_loss(teacher, teacher, t, True).item() < multi
+
+
+def encoded(n: int, labels: np.ndarray | None) -> EncodedDataset:
+    ids = np.arange(3 * n, dtype=np.int32)
+    return EncodedDataset(ids, np.arange(0, 3 * n + 1, 3, dtype=np.int64), labels)
+
+
+def test_the_training_split_carries_teacher_logits_and_the_pool_has_no_gold_label():
+    logits = np.arange(10, dtype=np.float32).reshape(5, 2)
+    ds = DistilledDataset(encoded(3, np.array([1, 0, 1])), encoded(2, None), logits)
+    assert len(ds) == 5 and ds.lengths() == [3] * 5
+    assert ds[0]["labels"] == 1 and ds[0]["has_label"] == 1 and ds[0]["teacher_logits"] == [0.0, 1.0]
+    assert ds[4]["has_label"] == 0 and ds[4]["teacher_logits"] == [8.0, 9.0] and ds[4]["input_ids"] == [3, 4, 5]
+    assert len(ds.without_labels()) == 3  # the MLM warm-up keeps to the labelled split
+    with pytest.raises(ValueError, match="one row of teacher logits per example"):
+        DistilledDataset(encoded(3, np.array([1, 0, 1])), None, logits)
+
+
+def test_the_pool_never_holds_a_validation_or_test_text(tmp_path: Path):
+    """A file with a test review (full-width and spaced differently), a training review, a repeat and new texts."""
+    ex = lambda text, split: Example(text, "positive", f"f:{split}", split)  # noqa: E731
+    splits = {"train": [ex("房间很干净", "train")], "val": [ex("服务 很好 OK", "val")], "test": [ex("早餐不错!", "test")]}
+    pool = tmp_path / "pool.txt"
+    pool.write_text("早餐不错！\n房间很干净\n新的评论一\n新的评论一\n服务 很好  OK\n\n新的评论二\n", encoding="utf-8")
+    report = DistillReport("t", 0.5, 2.0)
+    kept = pool_texts([str(pool), "other"], lambda name: [ex("来自别的数据集", "train"), ex("早餐不错!", "train")],
+                      splits, report)
+    assert kept == ["新的评论一", "新的评论二", "来自别的数据集"]
+    assert (report.dropped_in_val_test, report.dropped_in_train) == (3, 2)
+    assert report.unlabelled == {str(pool): 2, "other": 1}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from senti_lit.train import train
+
+    root = tmp_path_factory.mktemp("teacher")
+    reviews = write_reviews(root / "reviews")
+    train(compose_train([f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=6"], root / "run"))
+    return root / "run" / "artifact"
+
+
+@pytest.mark.slow  # a teacher and two students: ~60 s
+def test_a_student_learns_from_a_teacher_with_an_unlabelled_pool(teacher: Path, tmp_path: Path):
+    from senti_lit.train import train
+
+    reviews = write_reviews(tmp_path / "reviews")  # the same reviews: the same split as the teacher's
+    test_texts = (reviews / "pos.txt").read_text(encoding="utf-8").splitlines()
+    extra = write_reviews(tmp_path / "extra", n_per_label=100, seed=7)
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(test_texts + (extra / "pos.txt").read_text("utf-8").splitlines()
+                              + (extra / "neg.txt").read_text("utf-8").splitlines()) + "\n", encoding="utf-8")
+    overrides = [f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=4", f"distill.teacher={teacher}",
+                 f"distill.unlabelled=[{pool}]", "distill.alpha=0.7", "distill.temperature=2"]
+    def config(out: Path, *extra: str):
+        cfg = compose_train([*overrides, *extra], out)
+        cfg.paths.cache_dir = str(tmp_path / "cache")  # both runs share the data cache, where the teacher's go
+        return cfg
+
+    summary = train(config(tmp_path / "student"))
+    data = json.loads((tmp_path / "student" / "data.json").read_text())["distill"]
+    assert data["labelled"] == 240 and data["teacher_cached"] is False
+    assert data["dropped_in_val_test"] >= 30  # at least the pool's copies of the 30 positive val/test reviews
+    lines = len(pool.read_text(encoding="utf-8").splitlines())
+    assert data["unlabelled"][str(pool)] + data["dropped_in_train"] + data["dropped_in_val_test"] == lines
+    assert data["unlabelled"][str(pool)] >= 150
+    assert summary["test/acc"] >= 0.85 and summary["teacher/test/acc"] >= 0.85
+    assert math.isfinite(summary["teacher/test/macro_f1"])
+    metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert "teacher/test/acc" in metrics and "test/acc" in metrics
+    # the same teacher and texts again: read from the cache, not scored
+    train(config(tmp_path / "again", "trainer.max_epochs=1"))
+    assert json.loads((tmp_path / "again" / "data.json").read_text())["distill"]["teacher_cached"] is True
+
+
+@pytest.mark.slow
+def test_a_teacher_with_other_labels_is_refused(teacher: Path, tmp_path: Path):
+    from senti_lit.data.examples import DataError
+    from senti_lit.train import train
+
+    data = tmp_path / "three.csv"
+    data.write_text("text,label\n" + "\n".join(f"评论{i}号,{['a', 'b', 'c'][i % 3]}" for i in range(90)) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"distill.teacher=.*its labels \['negative', 'positive'\].*same labels"):
+        train(compose_train(["data=csv", f"data.path={data}", *TINY_MODEL, f"distill.teacher={teacher}"],
+                            tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"distill.alpha=1.5"):
+        train(compose_train([f"data.path={write_reviews(tmp_path / 'r')}", *TINY_MODEL, f"distill.teacher={teacher}",
+                             "distill.alpha=1.5"], tmp_path / "run2"))
