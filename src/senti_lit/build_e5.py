@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from senti_lit.models import e5_build
 
@@ -28,14 +27,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    start = time.perf_counter()
     try:
         folder, built = e5_build.build(args.out, args.cache_dir, force=args.force)
     except e5_build.BuildError as error:
         raise SystemExit(f"build_e5: {error}") from None
-    if built:
-        print(f"built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    else:
+    if not built:  # a build logs its own time
         print("already built (nothing to do; --force rebuilds)", file=sys.stderr)
     print(folder.resolve())  # stdout: the folder alone, for E5=$(python -m senti_lit.build_e5)
 

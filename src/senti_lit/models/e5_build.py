@@ -41,6 +41,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from senti_lit.files import umask_mode
+
 log = logging.getLogger(__name__)
 
 
@@ -406,7 +408,9 @@ def build(out_dir: str | Path | None = None, cache_dir: str | Path | None = None
                           "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           "seconds": round(time.perf_counter() - start, 1)}
             (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a shared cache should be readable
+            # mkdtemp and safetensors create 0700/0600; a cache shared by a group must be readable by it
+            umask_mode(*tmp.iterdir())
+            os.chmod(tmp, 0o777 & ~_umask())
             publish(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
