@@ -235,7 +235,7 @@ def test_the_command_prints_the_folder_and_says_when_it_is_already_built(fake: F
     monkeypatch.setattr(e5_build.subprocess, "run", no_pip)
     build_e5.main(["--out", str(tmp_path / "e5"), "--cache-dir", str(fake.cache)])
     first = capsys.readouterr()
-    assert first.out.strip() == str((tmp_path / "e5").resolve()) and "built" in first.err
+    assert first.out.strip() == str((tmp_path / "e5").resolve()) and "already built" not in first.err
     build_e5.main(["--out", str(tmp_path / "e5"), "--cache-dir", str(fake.cache)])
     second = capsys.readouterr()
     assert second.out == first.out and "already built" in second.err
