@@ -178,7 +178,8 @@ def test_build_writes_a_transformers_folder_with_the_dequantized_weights(fake: F
         original = fake.tensors[key][1]
         np.testing.assert_array_equal(state[name].numpy().reshape(-1), reference_dequantize(quantize_q4_0(original)))
         assert_within_q4_error(state[name].numpy(), original)
-    for key, name in (("emb.pos", "embeddings.position_embeddings.weight"), ("l0.q.b", "encoder.layer.0.attention.self.query.bias"),
+    for key, name in (("emb.pos", "embeddings.position_embeddings.weight"),
+                      ("l0.q.b", "encoder.layer.0.attention.self.query.bias"),
                       ("l1.oln.w", "encoder.layer.1.output.LayerNorm.weight")):
         np.testing.assert_array_equal(state[name].numpy(), fake.tensors[key][1])  # fp32 tensors: exact
     assert model.config.layer_norm_eps == 1e-12

@@ -274,7 +274,8 @@ def bert_weights(image: Image):
     h = image.header
     H, F, V = h["hidden"], h["ffn"], h["vocab"]
     config = BertConfig(vocab_size=V, hidden_size=H, num_hidden_layers=h["layers"], num_attention_heads=h["heads"],
-                        intermediate_size=F, max_position_embeddings=h["max_positions"], type_vocab_size=h["type_vocab"],
+                        intermediate_size=F, max_position_embeddings=h["max_positions"],
+                        type_vocab_size=h["type_vocab"],
                         layer_norm_eps=float(f"{h['eps']:.6g}"),  # the fp32-stored 1e-12 as the number it was
                         hidden_act="gelu", pad_token_id=h["pad"], bos_token_id=h["bos"], eos_token_id=h["eos"])
     e = "embeddings."
