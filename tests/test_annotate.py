@@ -12,7 +12,7 @@ import pytest
 from helpers.compose import compose_config
 from hydra.utils import instantiate
 
-from senti_lit.annotate import LocalCausalLM, build_messages, run
+from senti_lit.data.annotation import AnnotationFailed, LocalCausalLM, build_messages, run
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace
 
@@ -21,7 +21,7 @@ class ChatServer:
     """POST /v1/chat/completions: the first request gets 429; a text containing 坏回复 gets a reply that is not
     JSON; everything else gets an explanation that quotes the last user message."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: str | None = None) -> None:
         self.requests: list[dict] = []
         server = self
 
@@ -30,6 +30,11 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
                 user = body["messages"][-1]["content"]
+                if refuse and refuse in user:  # a refusal that no retry helps (content policy)
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "refused"}')
+                    return
                 if len(server.requests) == 1:
                     self.send_response(429)
                     self.send_header("Retry-After", "0")
@@ -72,7 +77,8 @@ def test_openai_annotator_retries_caches_and_resumes(server: ChatServer, tmp_pat
     cfg = compose_config("annotate", ["data=csv", f"data.path={data}", f"annotator.base_url={server.url}",
                                       "annotator.api_key_env=null", "annotator.backoff=0.01",
                                       "annotator.max_retries=2", "annotator.concurrency=4"], tmp_path / "run")
-    with pytest.raises(SystemExit, match=r"1 texts failed \('这一条会得到坏回复'.*malformed reply.*re-run"):
+    with pytest.raises(AnnotationFailed, match=r"1 of 25 texts failed, every one listed in "
+                       r".*reviews.knowledge.failed.jsonl \(e.g. '这一条会得到坏回复'.*malformed reply.*re-run"):
         run(cfg)
     first = len(server.requests)
     assert first == 1 + 24 + 3  # the 429, 24 answers, the malformed text's 3 attempts
@@ -86,7 +92,7 @@ def test_openai_annotator_retries_caches_and_resumes(server: ChatServer, tmp_pat
     assert len(with_label) == len(train_texts) and len(asked) == 25
     assert any("喜悦" in c for c in with_label) and any("悲伤" in c for c in with_label)
 
-    with pytest.raises(SystemExit):  # the same command again: only the failed text is asked
+    with pytest.raises(AnnotationFailed):  # the same command again: only the failed text is asked
         run(cfg)
     assert len(server.requests) == first + 3
     # what the data module makes of it: the explanations joined, the failed text reported by policy
@@ -107,7 +113,7 @@ def test_messages_carry_shots_and_label_names():
 
 
 def test_missing_key_is_named(monkeypatch):
-    from senti_lit.annotate import OpenAIChat
+    from senti_lit.data.annotation import OpenAIChat
 
     monkeypatch.delenv("SENTI_TEST_KEY", raising=False)
     with pytest.raises(ValueError, match="SENTI_TEST_KEY: the environment variable is not set"):
@@ -125,3 +131,34 @@ def test_hf_annotator_config_composes(local_models: dict, tmp_path: Path):
     cfg = compose_config("annotate", ["annotator=hf", f"annotator.path={local_models['gpt2']}"], tmp_path)
     annotator = instantiate(cfg.annotator)
     assert isinstance(annotator, LocalCausalLM) and annotator.model == str(local_models["gpt2"])
+
+
+def test_refused_texts_through_python_m_keep_the_answers_and_list_every_failure(tmp_path: Path):
+    """The command as a user runs it (`python -m`, where Hydra imports the annotator's module a second time): an
+    endpoint that refuses 5 texts. The 20 answers are kept, every refused text is listed, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    server = ChatServer(refuse="拒绝")
+    try:
+        rows = [f"第{i}条评论很开心,joy" for i in range(10)] + [f"第{i}条评论很难过,sadness" for i in range(10)]
+        rows += [f"第{i}条会被拒绝,joy" for i in range(5)]
+        data = tmp_path / "reviews.csv"
+        data.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "senti_lit.annotate", "data=csv", f"data.path={data}",
+             f"annotator.base_url={server.url}", "annotator.api_key_env=null", "annotator.backoff=0.01",
+             "annotator.max_retries=1", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "5 of 25 texts failed, every one listed in" in result.stderr and "HTTP 400" in result.stderr
+    knowledge = [json.loads(line) for line in (tmp_path / "reviews.knowledge.jsonl").read_text("utf-8").splitlines()]
+    assert len(knowledge) == 20 and not any("拒绝" in r["text"] for r in knowledge)
+    failed = [json.loads(line) for line in
+              (tmp_path / "reviews.knowledge.failed.jsonl").read_text("utf-8").splitlines()]
+    assert sorted(r["text"] for r in failed) == sorted(f"第{i}条会被拒绝" for i in range(5))
+    assert all(r["error"].startswith("HTTP 400") for r in failed)

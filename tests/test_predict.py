@@ -17,7 +17,7 @@ from helpers.models import overrides
 from senti_lit.calibration import expected_calibration_error, fit_temperature, tune_thresholds
 from senti_lit.data.examples import DataError
 from senti_lit.data.sources import texts_to_predict
-from senti_lit.export import NotExportable, export_hf
+from senti_lit.inference.hf_export import NotExportable, export_hf
 from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.inference.predictor import Predictor, describe
 from senti_lit.predict import quote_free_text

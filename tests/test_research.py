@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
 
-from senti_lit.augment import run as augment
+from senti_lit.augmentation import run as augment
 from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.examples import DataError
 from senti_lit.data.mix import MixSource

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import hydra
 import yaml
@@ -24,8 +24,10 @@ from rich.table import Table
 from senti_lit.config import CONFIG_DIR, data_config, plain
 from senti_lit.data.examples import DataError
 from senti_lit.files import write_json
-from senti_lit.inference.predictor import Predictor
 from senti_lit.runtime import quiet_known_warnings, user_errors
+
+if TYPE_CHECKING:
+    from senti_lit.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not folders or not cfg.datasets:
         raise ValueError("evaluate needs artifacts=[dir,...] (training runs' artifact/) and datasets=[name,...]")
     data = read_datasets(cfg)  # every dataset's files first: a missing one fails before any model has run
+    from senti_lit.inference.predictor import (
+        Predictor,  # torch: not for `--help` (seconds)
+    )
+
     predictors = {}
     for folder in folders:
         predictor = Predictor.load(folder, device=cfg.device, precision=str(cfg.precision),

@@ -13,14 +13,17 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from senti_lit.config import CONFIG_DIR
 from senti_lit.data.sources import texts_to_predict
-from senti_lit.inference.predictor import Predictor, describe
 from senti_lit.runtime import quiet_known_warnings, user_errors
+
+if TYPE_CHECKING:
+    from senti_lit.inference.predictor import Predictor
 
 QUIT = {"q", "quit", "exit"}
 
@@ -50,6 +53,10 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
 
 def repl(predictor: Predictor, top_k: int) -> None:
     """Read texts from stdin until q/quit/exit or end of input; blank lines are ignored."""
+    from senti_lit.inference.predictor import (
+        describe,  # loaded with the predictor already
+    )
+
     print(f"senti_lit: labels {', '.join(predictor.names)}. Type a text (q to quit).")
     while True:
         try:
@@ -90,6 +97,9 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 @user_errors
 def run(cfg: DictConfig) -> None:
+    # imported here: `--help` and Tab completion answer without loading torch and transformers (seconds)
+    from senti_lit.inference.predictor import Predictor, describe
+
     quiet_known_warnings()
     predictor = Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision),
                                threshold=cfg.threshold, trust_remote_code=cfg.trust_remote_code)

@@ -9,23 +9,15 @@ from functools import partial
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from senti_lit.config import CONFIG_DIR, data_config, plain
-from senti_lit.data.encoding import encode
 from senti_lit.data.examples import DataError
 from senti_lit.data.sources import read_lines
-from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.files import umask_mode, write_json
-from senti_lit.models.backbone import build_backbone
-from senti_lit.models.mlm import fit_mlm, mlm_collator
+from senti_lit.models.locate import check_model_sources
 from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
-from senti_lit.training import instantiate_group
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +81,19 @@ def several_datasets(cfg: DictConfig) -> tuple[list[str], dict]:
 
 
 def pretrain(cfg: DictConfig) -> Path:
+    check_model_sources(plain(cfg.model))  # before torch is imported and the corpus read
+    # imported here, not at the top: `--help` and Tab completion answer without torch and Lightning (seconds)
+    import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
+    from torch.utils.data import DataLoader
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from senti_lit.data.encoding import encode
+    from senti_lit.data.tokenization import build_tokenizer
+    from senti_lit.models.backbone import build_backbone
+    from senti_lit.models.mlm import fit_mlm, mlm_collator
+    from senti_lit.training import instantiate_group
+
     quiet_known_warnings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)

@@ -11,28 +11,34 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from senti_lit.calibration import calibrate, collect_logits
 from senti_lit.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.files import write_json
-from senti_lit.inference.artifact import save_artifact
-from senti_lit.models.builder import parameter_counts
-from senti_lit.models.fast_dropout import fast_dropout_if
-from senti_lit.resume import resume_checkpoint
+from senti_lit.models.locate import check_model_sources
 from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
-from senti_lit.training import Clock, build_model, load_best, log_final, make_trainer, prepare_data, print_metrics
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
-    quiet_known_warnings()
     check_numbers(cfg)
+    check_model_sources(plain(cfg.model))  # a model this machine cannot load fails now, not after the data is read
+    # imported here, not at the top: `--help` and Tab completion answer without torch and Lightning (seconds)
+    import lightning as L
+
+    from senti_lit.calibration import calibrate, collect_logits
+    from senti_lit.inference.artifact import save_artifact
+    from senti_lit.models.builder import parameter_counts
+    from senti_lit.models.fast_dropout import fast_dropout_if
+    from senti_lit.resume import resume_checkpoint
+    from senti_lit.training import (Clock, build_model, load_best, log_final, make_trainer, prepare_data,
+                                    print_metrics)
+
+    quiet_known_warnings()
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
         log.info("resume=auto: %s already finished; its metrics stand", out)

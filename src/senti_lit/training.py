@@ -62,10 +62,33 @@ def prepare_backbone(backbone, cfg: DictConfig, datamodule, tokenizer, out: Path
     init_whole_words(backbone, tokenizer, datamodule.added_words)
     mlm = plain(cfg.model.get("mlm_warmup")) or {}
     if warmup and mlm.get("epochs", 0) > 0:
+        mlm = quick_run_warmup(mlm, cfg, len(datamodule.splits["train"]))
         bars = progress_bars(cfg)
         mlm_warmup(backbone, tokenizer, datamodule, mlm, partial(instantiate, cfg.trainer),
                    Path(out or cfg.paths.output_dir), fast_dropout=cfg.get("fast_dropout", False), callbacks=bars,
                    **no_bar(bars))
+
+
+def quick_run_warmup(mlm: dict[str, Any], cfg: DictConfig, n_train: int) -> dict[str, Any]:
+    """A quick run (`data.limit_train`) keeps the MLM warm-up in proportion: at most as many steps as the
+    fine-tuning takes (at least 10), unless the command line sets `model.mlm_warmup.*` itself. Without this, a
+    300-text trial spent most of its time in the 20-epoch warm-up sized for the full training split."""
+    if cfg.data.get("limit_train") is None or "model.mlm_warmup" in " ".join(task_overrides()):
+        return mlm
+    finetune = -(-n_train // cfg.data.batch_size) * max(int(cfg.trainer.get("max_epochs") or 1), 1)
+    cap = max(10, finetune)
+    if mlm.get("max_steps") and mlm["max_steps"] <= cap:
+        return mlm
+    log.info("MLM warm-up scaled to at most %d steps: data.limit_train=%s is a quick run (the fine-tuning takes %d "
+             "steps); set model.mlm_warmup.max_steps (or .epochs) to choose", cap, cfg.data.limit_train, finetune)
+    return {**mlm, "max_steps": cap}
+
+
+def task_overrides() -> list[str]:
+    """The run's command-line overrides (none outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -28,8 +28,8 @@ from senti_lit.data.labels import LabelSpace
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.files import umask_mode, write_json
 from senti_lit.models.builder import build_classifier
-from senti_lit.models.classifier import SentimentClassifier
 from senti_lit.models.methods import load_trainable, trainable_state_dict
+from senti_lit.models.network import ClassifierNet, TextClassifier
 from senti_lit.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def base_config(backbone: torch.nn.Module):
     return inner.config
 
 
-def save_artifact(folder: Path, model: SentimentClassifier, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec,
+def save_artifact(folder: Path, model: ClassifierNet, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec,
                   inputs: InputSpec, metrics: Mapping[str, Any], calibration: Mapping[str, Any],
                   weights: str = "full", data: Mapping[str, Any] | None = None, config_yaml: str | None = None) -> Path:
     """Write the artifact of a trained `model`, built from `spec`, whose texts were encoded by `inputs`. `data`
@@ -98,7 +98,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def load_artifact(folder: str | Path, device: str = "cpu", trust_remote_code: bool = False
-                  ) -> tuple[SentimentClassifier, PreTrainedTokenizerBase, dict[str, Any]]:
+                  ) -> tuple[TextClassifier, PreTrainedTokenizerBase, dict[str, Any]]:
     """(classifier in eval mode, tokenizer, artifact.json) from an artifact directory. Code shipped with a model
     runs only when the caller passes `trust_remote_code=True`, never because the artifact's files ask for it."""
     folder = Path(folder)
@@ -118,7 +118,13 @@ def load_artifact(folder: str | Path, device: str = "cpu", trust_remote_code: bo
         model = build_classifier(spec, tokenizer, labels, path=str(folder / "backbone"), weights=False,
                                  model_kwargs=kwargs)
         with named_file(folder / "model.safetensors"):
-            load_model(model, str(folder / "model.safetensors"), strict=True)
+            missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+        # the training module's loss weights (class weights) are saved with it: the network has no use for them
+        unexpected = [k for k in unexpected if not k.startswith("loss_fn.")]
+        if missing or unexpected:
+            raise ValueError(f"{folder / 'model.safetensors'}: the weights do not fit the model artifact.json "
+                             f"describes (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}): "
+                             "copy the whole artifact folder again, or train again")
     else:
         model = build_classifier(spec, tokenizer, labels, model_kwargs=kwargs)
         with named_file(folder / "trainable.safetensors"):

@@ -12,7 +12,7 @@ from transformers import DataCollatorWithPadding
 
 from senti_lit.config import plain
 from senti_lit.inference.artifact import input_spec, load_artifact
-from senti_lit.models.classifier import decision_thresholds
+from senti_lit.models.network import decision_thresholds
 from senti_lit.runtime import cpu_has_native_bf16
 
 

@@ -1,4 +1,4 @@
-"""SentimentClassifier: backbone + classification head as a LightningModule (loss, metrics, optimiser)."""
+"""SentimentClassifier: the classifier network (`models.network`) as a LightningModule: loss, metrics, optimiser."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -11,10 +11,8 @@ from transformers import PreTrainedModel, get_scheduler
 from senti_lit.calibration import expected_calibration_error
 from senti_lit.data.labels import LabelSpace
 from senti_lit.metrics import build_metrics, confusion_figure, flatten
-from senti_lit.models.heads import ClassificationHead, OneVsRestHead, VerbalizerHead
+from senti_lit.models.network import ClassifierNet
 from senti_lit.models.optim import FusedClipping, can_fuse, weight_decay_groups
-
-MULTILABEL = ("sigmoid", "one_vs_rest")
 
 
 class FocalLoss(nn.Module):
@@ -61,33 +59,7 @@ def build_loss(label_space: LabelSpace, name: str = "ce", class_weights: list[fl
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
 
-def positive_index(label_space: LabelSpace, positive_label: str | None) -> int:
-    if positive_label is not None:
-        return label_space.id_of(positive_label)
-    return label_space.names.index("positive") if "positive" in label_space.names else 1
-
-
-def decision_thresholds(label_space: LabelSpace, threshold: float | list[float] | None) -> torch.Tensor:
-    """[num_labels] thresholds (multi-label), [1] (binary with a threshold) or [] (argmax)."""
-    if label_space.multi_label:
-        values = [0.5] * label_space.num_labels if threshold is None else threshold
-        if isinstance(values, (int, float)):
-            values = [values] * label_space.num_labels
-        if len(values) != label_space.num_labels:
-            raise ValueError(f"model.threshold has {len(values)} values for {label_space.num_labels} labels "
-                             f"{list(label_space.names)}")
-        return torch.tensor([float(v) for v in values])
-    if threshold is None:
-        return torch.zeros(0)
-    if label_space.num_labels != 2 or not isinstance(threshold, (int, float)):
-        raise ValueError(f"model.threshold={threshold}: a decision threshold applies to binary or multi-label tasks; "
-                         f"this task has {label_space.num_labels} labels and predicts the likeliest (set null)")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"model.threshold must be in (0, 1), got {threshold}")
-    return torch.tensor([float(threshold)])
-
-
-class SentimentClassifier(FusedClipping, L.LightningModule):
+class SentimentClassifier(ClassifierNet, FusedClipping, L.LightningModule):
     """Single-label (softmax + cross-entropy) or multi-label (sigmoid per label + BCE) text classifier.
 
     Args:
@@ -131,72 +103,22 @@ class SentimentClassifier(FusedClipping, L.LightningModule):
         head_lr: float | None = None,
     ) -> None:
         super().__init__()
-        if multilabel not in MULTILABEL:
-            raise ValueError(f"model.multilabel must be one of {MULTILABEL}, got {multilabel!r}")
-        if multilabel == "one_vs_rest" and (verbalizer or not label_space.multi_label):
-            raise ValueError("model.multilabel=one_vs_rest needs multi-label data (data.multi_label=true) and a "
-                             "classification head (no verbalizer)")
-        head = dict(head or {})
         scheduler = dict(scheduler or {"name": "linear", "warmup_ratio": 0.1})
         self.save_hyperparameters(
-            {"labels": label_space.to_dict(), "head": head, "scheduler": scheduler, "label_smoothing": label_smoothing,
-             "token_dropout": token_dropout, "loss": dict(loss or {}), "verbalizer": verbalizer,
-             "threshold": threshold, "positive_label": positive_label, "multilabel": multilabel, "head_lr": head_lr}
+            {"labels": label_space.to_dict(), "head": dict(head or {}), "scheduler": scheduler,
+             "label_smoothing": label_smoothing, "token_dropout": token_dropout, "loss": dict(loss or {}),
+             "verbalizer": verbalizer, "threshold": threshold, "positive_label": positive_label,
+             "multilabel": multilabel, "head_lr": head_lr}
         )
-        self.backbone = backbone
-        self.label_space = label_space
-        if verbalizer:
-            if len(verbalizer["token_ids"]) != label_space.num_labels:
-                raise ValueError(f"the verbalizer has {len(verbalizer['token_ids'])} words for "
-                                 f"{label_space.num_labels} labels")
-            self.head: nn.Module = VerbalizerHead(**verbalizer)
-        elif multilabel == "one_vs_rest":
-            self.head = OneVsRestHead(backbone.config.hidden_size, label_space.num_labels, **head)
-        else:
-            self.head = ClassificationHead(backbone.config.hidden_size, label_space.num_labels, **head)
+        self.init_network(backbone, label_space, head=head, token_dropout=token_dropout, verbalizer=verbalizer,
+                          threshold=threshold, positive_label=positive_label, multilabel=multilabel)
         self.optimizer_factory = optimizer
         self.head_lr = head_lr
         self.scheduler_cfg = scheduler
         self.loss_fn = build_loss(label_space, label_smoothing=label_smoothing, **dict(loss or {}))
-        self.token_dropout = token_dropout
-        if token_dropout > 0:
-            backbone.get_input_embeddings().register_forward_hook(self._drop_tokens)
-        self.positive_index = positive_index(label_space, positive_label)
-        # decision thresholds and softmax/sigmoid temperature: buffers, so checkpoints and artifacts carry them
-        self.register_buffer("thresholds", decision_thresholds(label_space, threshold))
-        self.register_buffer("temperature", torch.ones(()))
         metrics = build_metrics(label_space)
         self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone() for _ in range(3))
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        # prompt tuning prepends virtual tokens: the heads read the text's own positions, which attended to them
-        states = out.logits if isinstance(self.head, VerbalizerHead) else out.last_hidden_state
-        states = states[:, states.size(1) - input_ids.size(1):]
-        if isinstance(self.head, VerbalizerHead):
-            return self.head(states, input_ids, attention_mask)
-        return self.head(states, attention_mask)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax (single-label) or per-label sigmoid (multi-label) of the temperature-scaled logits."""
-        scaled = logits.float() / self.temperature
-        return scaled.sigmoid() if self.label_space.multi_label else scaled.softmax(dim=-1)
-
-    def decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """Predicted labels: class ids (single-label) or a 0/1 row per text (multi-label), by the thresholds."""
-        if self.label_space.multi_label:
-            return (probs >= self.thresholds).long()
-        if self.thresholds.numel() == 0:
-            return probs.argmax(dim=-1)
-        positive = probs[:, self.positive_index] >= self.thresholds[0]
-        return torch.where(positive, self.positive_index, 1 - self.positive_index)
-
-    def _drop_tokens(self, module: nn.Module, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor | None:
-        if not self.training:
-            return None  # keep the module's output
-        keep = torch.rand(embeddings.shape[:-1], device=embeddings.device) >= self.token_dropout
-        return embeddings * keep.unsqueeze(-1).to(embeddings.dtype)
 
     def _metrics(self, stage: str) -> nn.Module:
         return getattr(self, f"{stage}_metrics")

@@ -1,0 +1,67 @@
+"""Start-up: how long a command takes before it does anything (`--help`, one-text predict), each run as a fresh
+process the way a user (or a Tab of shell completion) runs it. Target (issue 25): every `--help` and
+`python -m senti_lit.predict artifact=<dir> text=…` within 3 s on this machine.
+
+The one-text predict uses the MiniLM artifact of benchmarks/predict_bench.py (22.7M parameters, offline), built
+once into --work. `python -c "import torch"` runs in the same loop as the machine's own floor: on a loaded
+machine every number rises with it. Median of --repeats runs, alternating the commands.
+
+    python benchmarks/startup_bench.py [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from make_table import write_markdown  # noqa: E402
+from store import git_commit, median, record  # noqa: E402
+
+COMMANDS = ("train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report")
+
+
+def seconds(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def artifact(work: Path) -> Path:
+    folder = work / "artifact"
+    if not (folder / "artifact.json").is_file():
+        from predict_bench import build  # trains nothing: saves MiniLM + a fresh head as an artifact
+
+        build(work)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--work", default="/tmp/senti_lit_predict_bench")
+    args = parser.parse_args()
+    commit = git_commit()
+    py = sys.executable
+    runs = {"python -c 'import torch' (the floor)": [py, "-c", "import torch"]}
+    runs |= {f"senti_lit.{c} --help": [py, "-m", f"senti_lit.{c}", "--help"] for c in COMMANDS}
+    runs["senti_lit.predict artifact=<MiniLM> text=…"] = [py, "-m", "senti_lit.predict",
+                                                         f"artifact={artifact(Path(args.work))}", "text=很好"]
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, argv in runs.items():
+            times[name].append(round(seconds(argv), 2))
+    caption = f"Start-up: wall seconds of a fresh process, median of {args.repeats} alternating runs"
+    command = "python benchmarks/startup_bench.py" + (f" --repeats {args.repeats}" if args.repeats != 5 else "")
+    for name, values in times.items():
+        goals = None if "floor" in name else {"seconds": "<= 3"}
+        print(record("startup", name, command, {"seconds": median(values)}, caption, goals=goals, commit=commit))
+    write_markdown()
+
+
+if __name__ == "__main__":
+    main()
