@@ -1,7 +1,7 @@
 """Where a model's weights and tokenizer come from, checked before any data is read: a local folder, a `pkg://`
-folder inside an installed package, or a Hugging Face Hub id (in the local cache, or reachable). Without this
-check an offline machine spends about a minute in transformers' download retries, after the data was read, and
-ends with a generic "couldn't connect" that names no setting."""
+folder inside an installed package, a `build://` model senti_lit builds (here, on first use), or a Hugging Face Hub
+id (in the local cache, or reachable). Without this check an offline machine spends about a minute in transformers'
+download retries, after the data was read, and ends with a generic "couldn't connect" that names no setting."""
 from __future__ import annotations
 
 import logging
