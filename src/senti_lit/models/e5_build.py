@@ -365,7 +365,7 @@ def publish(tmp: Path, folder: Path) -> None:
 
 
 def write_model(folder: Path, weights: bytes, tokenizer_json: bytes, sources: Mapping[str, Source]) -> dict:
-    """Dequantize, load strictly into a BertModel, save model + tokenizer + provenance into `folder`."""
+    """Dequantize, load strictly into a BertModel, save the model and tokenizer into `folder`; returns a summary."""
     from transformers import BertModel
     from transformers.utils import logging as hf_logging
 
@@ -404,6 +404,7 @@ def build(out_dir: str | Path | None = None, cache_dir: str | Path | None = None
         try:
             summary = write_model(tmp, weights, tokenizer_json, sources)
             provenance = {"stamp": stamp(sources), **summary,
+                          "archives": {k: find_archive(s, downloads).name for k, s in sources.items()},
                           "note": "4-bit (Q4_0) weights dequantized to fp32: close to intfloat/multilingual-e5-small, "
                                   "not bit-identical",
                           "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -426,7 +427,7 @@ def _umask() -> int:
 
 
 def ensure_built() -> str:
-    """`build://e5_small`: the default folder, built on first use (a minute or two, ~100 MB of downloads)."""
+    """`build://e5_small`: the default folder, built on first use (~95 MB of downloads, ~20 s on 2 CPU cores)."""
     folder = default_model_dir()
     if not is_built(folder):
         log.info("e5_small: building multilingual-e5-small into %s (once; python -m senti_lit.build_e5)", folder)
