@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from make_table import write_markdown  # noqa: E402
-from store import RESULTS, git_commit, now, per_seed, record  # noqa: E402
+from store import RESULTS, e5_model, git_commit, now, per_seed, record  # noqa: E402
 
 
 @dataclass
@@ -263,8 +263,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["quick", "full"], default="quick")
     parser.add_argument("--rows", default="", help="comma-separated row ids (default: all)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small",
-                        help="multilingual-e5-small dir (python ../shared/tools/make_e5_small.py DIR)")
+    parser.add_argument("--e5", type=Path, default=None,
+                        help="a multilingual-e5-small folder (default: python -m senti_lit.build_e5's build)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results store (a .jsonl file)")
     parser.add_argument("--runs", type=Path, default=ROOT / "logs" / "bench")
     parser.add_argument("--keep-checkpoints", action="store_true",
@@ -276,12 +276,11 @@ def main() -> None:
         raise SystemExit(f"--rows: unknown {unknown}; rows are {[r.id for r in ROWS]}")
     if not args.data.is_dir():
         raise SystemExit(f"--data {args.data}: not a folder (the benchmark datasets, ../shared/data)")
-    if not (args.e5 / "config.json").is_file():
-        raise SystemExit(f"--e5 {args.e5}: no model there; build it: python ../shared/tools/make_e5_small.py {args.e5}")
+    rows = [r for r in ROWS if not wanted or r.id in wanted]
+    e5 = e5_model(args.e5) if any("model=e5_small" in r.args for r in rows) else args.e5  # built before any row
     batch = now()  # names the run folders of this invocation
-    for row in [r for r in ROWS if not wanted or r.id in wanted]:
-        run_row(row, args.mode, args.data.resolve(), args.e5.resolve(), batch, args.runs, args.results,
-                args.keep_checkpoints)
+    for row in rows:
+        run_row(row, args.mode, args.data.resolve(), e5, batch, args.runs, args.results, args.keep_checkpoints)
         write_markdown(args.results.parent, HERE / "BENCHMARKS.md")
 
 

@@ -1,6 +1,6 @@
 """The CPU facts behind senti_lit's speed defaults, measured in one process (ratios, not seconds, are the point):
 
-    python benchmarks/cpu_kernels.py [--e5 data/models/e5_small]
+    python benchmarks/cpu_kernels.py [--e5 DIR]   # default: the project's e5_small build (python -m senti_lit.build_e5)
 
 1. fp32 vs bf16 matmuls at transformer shapes (why the default precision on CPU is fp32);
 2. torch's foreach AdamW step vs the fused one on multilingual-e5-small's 118M parameters (why fused is default);
@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from make_table import write_markdown  # noqa: E402
-from store import git_commit, record  # noqa: E402
+from store import e5_model, git_commit, record  # noqa: E402
 
 COMMIT = git_commit()
 
@@ -168,7 +168,8 @@ def dropout_masks() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small")
+    parser.add_argument("--e5", type=Path, default=None,
+                        help="a multilingual-e5-small folder (default: python -m senti_lit.build_e5's build)")
     parser.add_argument("--sections", default="matmuls,adamw,profile,overhead,dropout")
     args = parser.parse_args()
     sections = args.sections.split(",")
@@ -179,7 +180,7 @@ def main() -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        model = AutoModelForSequenceClassification.from_pretrained(args.e5, num_labels=2)
+        model = AutoModelForSequenceClassification.from_pretrained(e5_model(args.e5), num_labels=2)
         if "adamw" in sections:
             adamw(model)
         if "profile" in sections:

@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from make_table import write_markdown  # noqa: E402
-from store import git_commit, record  # noqa: E402
+from store import e5_model, git_commit, record  # noqa: E402
 
 DATA = {"e5": ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv"],
         "mini_bert": []}  # mini_bert: the default job's data (demo)
@@ -167,7 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODEL), default="e5")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--e5", type=Path, default=ROOT / "data" / "models" / "e5_small")
+    parser.add_argument("--e5", type=Path, default=None,
+                        help="a multilingual-e5-small folder (default: python -m senti_lit.build_e5's build)")
     parser.add_argument("--limit-train", type=int, default=0, help="train on this many examples (0: all)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=128)
@@ -179,7 +180,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=positive, default=1,
                         help="run every job this many times, in rounds; the table shows each job's median run")
     args = parser.parse_args()
-    args.data, args.e5 = args.data.resolve(), args.e5.resolve()
+    args.data, args.e5 = args.data.resolve(), e5_model(args.e5) if args.model == "e5" else args.e5
     commit = git_commit()  # before the jobs: the code they start from
     os.chdir(ROOT)  # relative paths (data cache, logs) as for `make bench`
     folder = Path(tempfile.mkdtemp(prefix=f"speed_{args.model}_"))

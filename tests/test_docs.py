@@ -31,7 +31,7 @@ PAGES = [README, *DOCS]
 # python -m senti_lit.<module> -> its Hydra primary config (conf/<name>.yaml); report is argparse
 HYDRA_CONFIGS = {"train": "train", "pretrain": "pretrain", "predict": "predict", "export": "export",
                  "evaluate": "evaluate", "annotate": "annotate", "augment": "augment"}
-ARGPARSE = {"report"}
+ARGPARSE = {"report", "build_e5"}
 # Hydra's own command-line flags: not overrides (the ones taking a value drop it too)
 FLAGS = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "--resolve", "--run", "-r"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
@@ -224,6 +224,13 @@ def test_commands_are_found():
 def test_doc_command_composes(command: Command, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     module, args = split_command(command)
     assert importlib.util.find_spec(f"senti_lit.{module}") is not None, f"{command.id}: no module senti_lit.{module}"
+    if module == "build_e5":  # parsed, not run (it downloads and builds a model)
+        from senti_lit.build_e5 import parser
+        try:
+            parser().parse_args(args)
+        except SystemExit as error:
+            pytest.fail(f"{command.id}: {command.text}\n  senti_lit.build_e5 rejects its arguments ({error})")
+        return
     if module in ARGPARSE:
         check_report(command, args, monkeypatch, tmp_path)
         return

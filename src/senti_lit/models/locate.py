@@ -1,7 +1,7 @@
 """Where a model's weights and tokenizer come from, checked before any data is read: a local folder, a `pkg://`
-folder inside an installed package, or a Hugging Face Hub id (in the local cache, or reachable). Without this
-check an offline machine spends about a minute in transformers' download retries, after the data was read, and
-ends with a generic "couldn't connect" that names no setting."""
+folder inside an installed package, a `build://` model senti_lit builds (here, on first use), or a Hugging Face Hub
+id (in the local cache, or reachable). Without this check an offline machine spends about a minute in transformers'
+download retries, after the data was read, and ends with a generic "couldn't connect" that names no setting."""
 from __future__ import annotations
 
 import logging
@@ -32,6 +32,15 @@ def check_model_sources(model: Mapping[str, Any]) -> None:
 
 
 def check_source(key: str, path: str) -> None:
+    if path.startswith("build://"):  # a model senti_lit builds itself (e5_small): built now, on first use
+        from senti_lit.models.e5_build import BuildError
+
+        try:
+            resolve_path(path)
+        except BuildError as error:
+            raise FileNotFoundError(f"{key}={path}: cannot build it: {error}\n  or point {key} at a model folder, "
+                                    f"or use a model that works offline: {'; '.join(OFFLINE_MODELS)}") from None
+        return
     local = resolve_path(path)
     if Path(local).expanduser().is_dir():
         return
