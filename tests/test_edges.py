@@ -312,7 +312,10 @@ def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
-        values = run_hparams(cfg)
+        try:
+            values = run_hparams(cfg)
+        finally:
+            HydraConfig.instance().cfg = None  # later tests run outside a Hydra app again
     GlobalHydra.instance().clear()
     assert values["model"] == "mini_bert" and values["data"] == "demo" and values["trainer"] == "default"
     assert values["model.optimizer.lr"] == "3e-3" and values["data.limit_train"] == "300"

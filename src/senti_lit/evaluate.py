@@ -75,9 +75,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not folders or not cfg.datasets:
         raise ValueError("evaluate needs artifacts=[dir,...] (training runs' artifact/) and datasets=[name,...]")
     data = read_datasets(cfg)  # every dataset's files first: a missing one fails before any model has run
-    from senti_lit.inference.predictor import (
-        Predictor,  # torch: not for `--help` (seconds)
-    )
+    from senti_lit.inference.predictor import Predictor  # torch: not for `--help` (seconds)
 
     predictors = {}
     for folder in folders:
