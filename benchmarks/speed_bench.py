@@ -152,7 +152,8 @@ def trainer_job(args, train: Path, test: Path, model: str, extra: list[str]) -> 
 
 def senti_job(args, folder: Path, name: str, extra: list[str], round_: int = 0) -> dict:
     run_dir = folder / f"{name.replace(' ', '_')}_{round_}"
-    overrides = [*common(args), *(["trainer=gpu"] if args.device == "cuda" else []), "callbacks=none", "+trainer.limit_val_batches=0", "calibrate.temperature=false",
+    gpu = ["trainer=gpu"] if args.device == "cuda" else []
+    overrides = [*common(args), *gpu, "callbacks=none", "+trainer.limit_val_batches=0", "calibrate.temperature=false",
                  "calibrate.thresholds=false", "+trainer.enable_progress_bar=false", *extra]
     run([sys.executable, "-m", "senti_lit.train", *overrides, f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))

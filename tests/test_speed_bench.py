@@ -41,7 +41,7 @@ def test_jobs_subset_keeps_the_canonical_order_and_refuses_what_the_ratios_lack(
 
 def settings(jobs: dict, **kw) -> argparse.Namespace:
     """speed_bench's parsed arguments for these jobs (`kw` overrides)."""
-    return argparse.Namespace(**{"model": "e5", "epochs": 3, "max_length": 128, "batch_size": 32, "lr": 5e-5,
+    return argparse.Namespace(**{"model": "e5", "device": "cpu", "epochs": 3, "max_length": 128, "batch_size": 32, "lr": 5e-5,
                                  "limit_train": 1200, "jobs": list(jobs), "repeat": 1} | kw)
 
 
