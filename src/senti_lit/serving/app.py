@@ -272,18 +272,18 @@ def build_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 8
                  api_key_env: str | None = None, precision: str = "32", threshold: Any = None,
                  trust_remote_code: bool = False, batch_size: int = 64, threads: int | None = None) -> Server:
     """A ready-to-run Server for `artifact` (nothing is loaded yet: each worker loads the model in `setup`)."""
-    from senti_lit.inference.artifact import read_meta
+    from senti_lit.inference.artifact import read_meta  # after the cheap checks: it imports torch
 
-    artifact = Path(artifact).resolve()
-    meta = read_meta(artifact)  # a wrong folder is an error now, not in a worker after the server started
-    limits = Limits.for_artifact(meta, max_texts, max_chars)
-    PredictRequest.configure(limits)  # before the HTTP processes fork (schema.py says why)
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise ValueError(f"api_key_env={api_key_env}: the environment variable {api_key_env} is not set or empty;"
                              f" export {api_key_env}=<a secret key> first")
+    artifact = Path(artifact).resolve()
+    meta = read_meta(artifact)  # a wrong folder is an error now, not in a worker after the server started
+    limits = Limits.for_artifact(meta, max_texts, max_chars)
+    PredictRequest.configure(limits)  # before the HTTP processes fork (schema.py says why)
     if workers < 1 or max_batch_size < 1 or batch_timeout < 0:
         raise ValueError(f"workers={workers}, max_batch_size={max_batch_size} must be at least 1 and "
                          f"batch_timeout={batch_timeout} at least 0")
