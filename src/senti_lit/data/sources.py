@@ -389,7 +389,7 @@ class TableSource:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                self._bad(origin, f"invalid JSON: {e.msg} at column {e.colno}")
+                self._bad(origin, f"invalid JSON: {e.msg} (column {e.colno})")  # msg may end in "at"
                 continue
             if not isinstance(obj, dict):
                 self._bad(origin, f"invalid JSON: expected an object per line, got {type(obj).__name__}")
