@@ -6,6 +6,6 @@ the one `Predictor`, request limits checked before anything reaches the model, a
     app.py      the LitServer: page, file reading, API key, error answers, port check, graceful shutdown
     static/     the page (HTML, CSS, JS; no CDN, no external fonts)
 
-Only `app.py` imports litserve, and nothing here imports torch or lightning at module level: the worker process
-loads the model in `setup`.
+`api.py` and `app.py` import litserve (the `serve` extra); `schema.py` needs only pydantic. Nothing here imports
+torch or lightning at module level: the worker process imports them when it loads the model in `setup`.
 """
