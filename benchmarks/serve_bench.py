@@ -46,6 +46,10 @@ MODES = {  # id -> the server's overrides
 # core, and on a shared machine two OpenMP threads that wait for each other at every op made one call 10x slower
 # (1060 ms against 82 ms here under load). Both sides compute alike, so the ratios compare serving, not threading.
 THREADS = 1
+# why the batching targets can fail on this CPU (shown with the row when they do)
+NOT_MET = ("on CPU the model's cost grows with the tokens, so batching saves only the per-call overhead (a few ms of "
+           "~50 ms per text) while a batch of requests pads to its longest text (the offline Predictor sorts all its "
+           "texts by length first)")
 TIME_LIMIT = 900  # seconds per load run, whatever the count
 
 
@@ -188,16 +192,18 @@ def main() -> None:
     batched, single = list(MODES)
     for (mode, c), metrics in results.items():
         metrics = dict(metrics)
-        goals = {}
+        goals, note = {}, None
         if mode == batched and c == 32:
             metrics["× max_batch_size=1"] = round(metrics["texts/s"] / results[single, 32]["texts/s"], 2)
             metrics["× offline Predictor"] = round(metrics["texts/s"] / offline_rate, 2)
             goals = {"× max_batch_size=1": ">= 3", "× offline Predictor": ">= 0.8"}
+            if metrics["× max_batch_size=1"] < 3 or metrics["× offline Predictor"] < 0.8:
+                note = NOT_MET
         if c == 1:
             metrics["p99 / one offline call"] = round(metrics["p99 ms"] / (1000 * one_call), 2)
             goals = {"p99 / one offline call": "<= 1.5"}
         print(keep("serve_speed", f"{mode}, concurrency {c}", command, metrics, caption, goals=goals or None,
-                     fields={"server": mode, "concurrency": str(c)}, commit=commit))
+                     fields={"server": mode, "concurrency": str(c)}, note=note, commit=commit))
 
     # soak: many requests, memory must stay flat after the first thousand
     marks = {1000: 0, args.soak: 0}
