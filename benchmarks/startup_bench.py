@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from make_table import write_markdown  # noqa: E402
 from store import git_commit, median, record  # noqa: E402
 
-COMMANDS = ("train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report")
+COMMANDS = ("train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report", "serve",
+            "build_e5")
 
 
 def seconds(argv: list[str]) -> float:

@@ -30,7 +30,7 @@ PAGES = [README, *DOCS]
 
 # python -m senti_lit.<module> -> its Hydra primary config (conf/<name>.yaml); report is argparse
 HYDRA_CONFIGS = {"train": "train", "pretrain": "pretrain", "predict": "predict", "export": "export",
-                 "evaluate": "evaluate", "annotate": "annotate", "augment": "augment"}
+                 "evaluate": "evaluate", "annotate": "annotate", "augment": "augment", "serve": "serve"}
 ARGPARSE = {"report", "build_e5"}
 # Hydra's own command-line flags: not overrides (the ones taking a value drop it too)
 FLAGS = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "--resolve", "--run", "-r"}

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from senti_lit.config import CONFIG_DIR
-from senti_lit.data.sources import texts_to_predict
+from senti_lit.data.sources import rows_to_predict
 from senti_lit.runtime import quiet_known_warnings, user_errors
 
 if TYPE_CHECKING:
@@ -32,11 +32,7 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
                  top_k: int) -> list[tuple[str, str]]:
     """Every readable row of `source` predicted into `target` (JSON lines with the row's line number); returns the
     skipped rows (file:line, reason), which are also printed."""
-    reader = texts_to_predict(source, text_column)
-    rows = list(reader.read())
-    skipped = reader.bad_rows + [(ex.origin, "empty text") for ex in rows if not ex.text.strip()]
-    skipped.sort(key=lambda bad: int(bad[0].rsplit(":", 1)[1]))
-    rows = [ex for ex in rows if ex.text.strip()]
+    rows, skipped = rows_to_predict(source, text_column)
     knowledge = [ex.knowledge for ex in rows] if any(ex.knowledge is not None for ex in rows) else None
     answers = predictor.predict([ex.text for ex in rows], knowledge, batch_size, top_k, progress=True)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ knowledge-augmented models how an explanation is joined to its text with the lab
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -76,3 +76,18 @@ class InputSpec:
         """Token ids of `texts` (and their raw explanations, for knowledge models), with `labels` if given."""
         texts, pairs = self.model_inputs(texts, knowledge)
         return encode(tokenizer, texts, labels, self.max_length, self.prompt, pairs)
+
+    def truncated(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], encoded: EncodedDataset,
+                  knowledge: Sequence[str | None] | None = None) -> list[bool]:
+        """Whether each of `texts` (encoded as `encoded`) lost tokens to `max_length`. Truncation leaves exactly
+        max_length tokens, so only inputs at the limit are encoded again, one token longer: cut iff that is longer."""
+        lengths = encoded.lengths()
+        at_limit = [i for i, n in enumerate(lengths) if n >= self.max_length]
+        out = [False] * len(lengths)
+        if at_limit:
+            longer = replace(self, max_length=self.max_length + 1)
+            again = longer.encode(tokenizer, [texts[i] for i in at_limit],
+                                  knowledge=[knowledge[i] for i in at_limit] if knowledge is not None else None)
+            for i, n in zip(at_limit, again.lengths()):
+                out[i] = n > self.max_length
+        return out

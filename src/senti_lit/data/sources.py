@@ -389,7 +389,7 @@ class TableSource:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                self._bad(origin, f"invalid JSON: {e.msg} at column {e.colno}")
+                self._bad(origin, f"invalid JSON: {e.msg} (column {e.colno})")  # msg may end in "at"
                 continue
             if not isinstance(obj, dict):
                 self._bad(origin, f"invalid JSON: expected an object per line, got {type(obj).__name__}")
@@ -476,3 +476,14 @@ def texts_to_predict(path: str | Path, text_column: str = "text") -> TableSource
     column = 0 if fmt == "lines" else text_column
     return TableSource(path, text_column=column, format=fmt, header=fmt in ("csv", "tsv"), labelled=False,
                        knowledge_column="knowledge", on_bad_row="skip")
+
+
+def rows_to_predict(path: str | Path, text_column: str = "text") -> tuple[list[Example], list[tuple[str, str]]]:
+    """The rows of a file to predict on (`texts_to_predict`'s reader) that have a text, and the skipped ones as
+    (file:line, reason) in line order: the reader's bad rows (bad JSON, wrong field count, a stray quote) and the
+    empty texts."""
+    reader = texts_to_predict(path, text_column)
+    rows = list(reader.read())
+    skipped = reader.bad_rows + [(ex.origin, "empty text") for ex in rows if not ex.text.strip()]
+    skipped.sort(key=lambda bad: int(bad[0].rsplit(":", 1)[1]))
+    return [ex for ex in rows if ex.text.strip()], skipped

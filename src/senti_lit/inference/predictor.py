@@ -11,6 +11,7 @@ from rich.progress import track
 from transformers import DataCollatorWithPadding
 
 from senti_lit.config import plain
+from senti_lit.data.encoding import EncodedDataset
 from senti_lit.inference.artifact import input_spec, load_artifact
 from senti_lit.models.network import decision_thresholds
 from senti_lit.runtime import cpu_has_native_bf16
@@ -45,21 +46,33 @@ class Predictor:
         model, tokenizer, meta = load_artifact(folder, trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, meta, **kwargs)
 
-    def set_threshold(self, threshold: float | Sequence[float]) -> None:
-        """Override the artifact's decision thresholds (binary: P(positive) cut; multi-label: one or one per label)."""
+    def thresholds_for(self, threshold: float | Sequence[float]) -> torch.Tensor:
+        """The decision thresholds `threshold` stands for (binary: P(positive) cut; multi-label: one or one per
+        label); a ValueError names what this task accepts."""
         values = plain(threshold)
         if self.multi_label or isinstance(values, (int, float)):
-            new = decision_thresholds(self.model.label_space, values)
-        else:
-            raise ValueError(f"threshold={values}: give one number for a binary task")
-        self.model.thresholds = new.to(self.model.thresholds.device)
+            return decision_thresholds(self.model.label_space, values)
+        raise ValueError(f"threshold={values}: give one number for a binary task")
+
+    def set_threshold(self, threshold: float | Sequence[float]) -> None:
+        """Override the artifact's decision thresholds (binary: P(positive) cut; multi-label: one or one per label)."""
+        self.model.thresholds = self.thresholds_for(threshold).to(self.model.thresholds.device)
+
+    def encode(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None) -> EncodedDataset:
+        """Token ids of `texts` by the artifact's InputSpec (max_length, prompt, knowledge join), as in training."""
+        return self.inputs.encode(self.tokenizer, texts, knowledge=knowledge)
+
+    def truncated(self, texts: Sequence[str], encoded: EncodedDataset,
+                  knowledge: Sequence[str | None] | None = None) -> list[bool]:
+        """Per text: whether `encode` cut it to the model's max_length (the model saw only its beginning)."""
+        return self.inputs.truncated(self.tokenizer, texts, encoded, knowledge)
 
     @torch.no_grad()
     def logits(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, encoded: EncodedDataset | None = None) -> torch.Tensor:
         """(len(texts), num_labels) raw logits, before the calibration temperature, in input order (what a student
-        learns from in distillation)."""
-        encoded = self.inputs.encode(self.tokenizer, texts, knowledge=knowledge)
+        learns from in distillation; `encoded`: `encode(texts, knowledge)` already made, e.g. to check truncation)."""
+        encoded = self.encode(texts, knowledge) if encoded is None else encoded
         lengths = encoded.lengths()
         order = sorted(range(len(encoded)), key=lengths.__getitem__)
         out = torch.empty(len(encoded), len(self.names))
@@ -75,9 +88,10 @@ class Predictor:
         return out
 
     def probabilities(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None,
-                      batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+                      batch_size: int = 64, progress: bool = False, encoded: EncodedDataset | None = None
+                      ) -> torch.Tensor:
         """(len(texts), num_labels) calibrated probabilities, in input order."""
-        logits = self.logits(texts, knowledge, batch_size, progress)
+        logits = self.logits(texts, knowledge, batch_size, progress, encoded)
         return self.model.probabilities(logits.to(self.model.temperature.device)).cpu()
 
     def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
@@ -86,8 +100,13 @@ class Predictor:
         (multi-label), and `probs` for every label."""
         if not texts:
             return []
-        probs = self.probabilities(texts, knowledge, batch_size, progress)
-        decided = self.model.decide(probs.to(self.model.thresholds.device)).cpu()
+        return self.answers(self.probabilities(texts, knowledge, batch_size, progress), top_k)
+
+    def answers(self, probs: torch.Tensor, top_k: int = 1, thresholds: torch.Tensor | None = None
+                ) -> list[dict[str, Any]]:
+        """`predict`'s answers from `probabilities`' rows, decided by the model's rule or by `thresholds`
+        (`thresholds_for(...)`: one caller's rule, e.g. one server request's, leaving the model's untouched)."""
+        decided = self.model.decide(probs.to(self.model.thresholds.device), thresholds).cpu()
         return [self._answer(p, d, top_k) for p, d in zip(probs.tolist(), decided.tolist())]
 
     def _answer(self, p: list[float], d: Any, top_k: int) -> dict[str, Any]:

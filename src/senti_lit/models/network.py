@@ -94,13 +94,15 @@ class ClassifierNet:
         scaled = logits.float() / self.temperature
         return scaled.sigmoid() if self.label_space.multi_label else scaled.softmax(dim=-1)
 
-    def decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """Predicted labels: class ids (single-label) or a 0/1 row per text (multi-label), by the thresholds."""
+    def decide(self, probs: torch.Tensor, thresholds: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted labels: class ids (single-label) or a 0/1 row per text (multi-label), by the model's thresholds
+        or by `thresholds` (from `decision_thresholds`: one request's rule, leaving the model's own untouched)."""
+        thresholds = self.thresholds if thresholds is None else thresholds.to(probs.device)
         if self.label_space.multi_label:
-            return (probs >= self.thresholds).long()
-        if self.thresholds.numel() == 0:
+            return (probs >= thresholds).long()
+        if thresholds.numel() == 0:
             return probs.argmax(dim=-1)
-        positive = probs[:, self.positive_index] >= self.thresholds[0]
+        positive = probs[:, self.positive_index] >= thresholds[0]
         return torch.where(positive, self.positive_index, 1 - self.positive_index)
 
     def _drop_tokens(self, module: nn.Module, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor | None:

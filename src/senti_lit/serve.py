@@ -1,0 +1,41 @@
+"""`python -m senti_lit.serve artifact=<run>/artifact`: the model behind an HTTP API with dynamic batching, and a
+web page to try it (docs/serving.md).
+
+    python -m senti_lit.serve artifact=logs/train/runs/<time>/artifact                    # http://127.0.0.1:8000/
+    python -m senti_lit.serve artifact=... port=9000 max_batch_size=16 workers=2
+    curl -s 127.0.0.1:8000/predict -H 'Content-Type: application/json' -d '{"text": "这家酒店很干净"}'
+
+The server itself is senti_lit.serving (LitServe); this module only reads the config.
+"""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from senti_lit.config import CONFIG_DIR, plain
+from senti_lit.runtime import quiet_known_warnings, user_errors
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
+@user_errors
+def run(cfg: DictConfig) -> None:
+    quiet_known_warnings()
+    try:
+        from senti_lit.serving.app import serve
+    except ImportError as e:
+        raise SystemExit(f"error: serving needs the serve extra ({e.name} is missing): "
+                         "pip install 'senti_lit[serve]' (make install installs it)") from None
+    serve(cfg.artifact, host=str(cfg.host), port=int(cfg.port), log_level=str(cfg.log_level), device=str(cfg.device),
+          workers=int(cfg.workers), threads=cfg.threads, max_batch_size=int(cfg.max_batch_size),
+          batch_timeout=float(cfg.batch_timeout), batch_size=int(cfg.batch_size), timeout=float(cfg.timeout),
+          max_texts=int(cfg.max_texts), max_chars=int(cfg.max_chars), max_body_mb=float(cfg.max_body_mb),
+          api_key_env=cfg.api_key_env, trust_remote_code=bool(cfg.trust_remote_code),
+          threshold=plain(cfg.threshold), precision=str(cfg.precision))
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The LitAPI of `senti_lit.serve`: each inference worker loads the artifact's `Predictor`; LitServe hands it one
+request or, with `max_batch_size > 1`, the requests that arrived within `batch_timeout`, and all their texts go
+through one `Predictor` call (sorted by length into forward batches of `batch_size`, as offline prediction does)."""
+# no `from __future__ import annotations`: LitServe reads decode_request's annotation as a class, to make it
+# the body FastAPI validates
+import os
+import signal
+from typing import Any
+
+import litserve as ls
+
+from senti_lit.serving.schema import PredictRequest
+
+
+class SentimentAPI(ls.LitAPI):
+    def __init__(self, artifact: str, *, precision: str = "32", threshold: Any = None,
+                 trust_remote_code: bool = False, batch_size: int = 64, threads: int | None = None,
+                 max_batch_size: int = 8, batch_timeout: float = 0.01) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
+        self.artifact, self.precision, self.threshold = artifact, precision, threshold
+        self.trust_remote_code, self.batch_size, self.threads = trust_remote_code, batch_size, threads
+
+    def setup(self, device: str) -> None:
+        # The main process orders the shutdown (HTTP servers drain first, then the workers stop): a Ctrl+C that
+        # reaches the whole process group must not kill a worker while answers are still owed.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import torch
+
+        from senti_lit.inference.predictor import Predictor
+        from senti_lit.runtime import quiet_known_warnings
+
+        quiet_known_warnings()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self.predictor = Predictor.load(self.artifact, device=device, precision=self.precision,
+                                        threshold=self.threshold, trust_remote_code=self.trust_remote_code)
+        self.predictor.predict(["warm-up"])  # one-time kernel and allocator set-up is not the first client's wait
+        self.pid = os.getpid()
+
+    def decode_request(self, request: PredictRequest) -> PredictRequest:
+        # The annotation is the contract: FastAPI validates the body against it in the HTTP process (schema.py)
+        return request
+
+    def predict(self, x: PredictRequest | list[PredictRequest]) -> Any:
+        """One request (max_batch_size=1: LitServe's plain loop) or a list of them (its batched loop)."""
+        requests = x if isinstance(x, list) else [x]
+        texts = [text for r in requests for text in r.items]
+        knowledge = None
+        if any(r.knowledge is not None for r in requests):
+            knowledge = [k for r in requests for k in (r.explanations or [None] * len(r.items))]
+        predictor = self.predictor
+        encoded = predictor.encode(texts, knowledge)
+        cut = predictor.truncated(texts, encoded, knowledge)
+        probs = predictor.probabilities(texts, knowledge, self.batch_size, encoded=encoded)
+        outputs, start = [], 0
+        for r in requests:
+            rows = slice(start, start + len(r.items))
+            start = rows.stop
+            thresholds = predictor.thresholds_for(r.threshold) if r.threshold is not None else None
+            answers = predictor.answers(probs[rows], r.top_k, thresholds)
+            for answer, truncated in zip(answers, cut[rows]):
+                answer["truncated"] = truncated
+            outputs.append(answers[0] if r.text is not None else {"predictions": answers})
+        return outputs if isinstance(x, list) else outputs[0]
+
+    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
+        return output

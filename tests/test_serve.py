@@ -1,0 +1,255 @@
+"""`python -m senti_lit.serve` (issue 26): a real server process on a free loopback port, one per module, serving the
+tiny trained artifact of tests/fixtures; its answers against `Predictor`'s, every refused input, the file reader, the
+API key, the page's files. The browser test is tests/test_serve_browser.py."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers.serving import HOST, free_port, running_server, start_server
+
+from senti_lit.inference.predictor import Predictor
+from senti_lit.serving.schema import Limits, PredictRequest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ARTIFACT = FIXTURES / "artifact_v1"  # a tiny trained binary model (max_length 32), with its test metrics
+KEY = "s3cret-test-key"
+TEXTS = ["这本书很好，推荐", "失望，很差", "The room was clean and quiet.", "一般般吧", "好" * 80]  # the last: > 32 tokens
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """Batching on (a batch fills for 50 ms), small limits to test, and an API key."""
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with running_server(ARTIFACT, log, "max_batch_size=8", "batch_timeout=0.05", "max_texts=16", "max_chars=2000",
+                        "max_body_mb=1", "api_key_env=SENTI_TEST_KEY", "log_level=warning",
+                        env={"SENTI_TEST_KEY": KEY}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor.load(ARTIFACT)
+
+
+def assert_same(served: dict, offline: dict) -> None:
+    assert served.keys() - {"truncated"} == offline.keys()
+    assert served["label"] == offline["label"]
+    assert served["confidence"] == pytest.approx(offline["confidence"], abs=1e-6)
+    assert served["probs"] == pytest.approx(offline["probs"], abs=1e-6)
+    for (name, p), (name2, q) in zip(served.get("top", []), offline.get("top", [])):
+        assert name == name2 and p == pytest.approx(q, abs=1e-6)
+
+
+def test_answers_equal_the_predictor(client: httpx.Client, predictor: Predictor):
+    offline = predictor.predict(TEXTS)
+    one = [client.post("/predict", json={"text": t}).json() for t in TEXTS]
+    many = client.post("/predict", json={"texts": TEXTS}).json()["predictions"]
+    for served in (one, many):
+        for s, o in zip(served, offline):
+            assert_same(s, o)
+    # the over-long text is truncated as in training, and the answer says so
+    assert [a["truncated"] for a in many] == [False, False, False, False, True]
+    top = client.post("/predict", json={"texts": TEXTS[:2], "top_k": 2}).json()["predictions"]
+    for s, o in zip(top, predictor.predict(TEXTS[:2], top_k=2)):
+        assert_same(s, o)
+
+
+def test_a_request_threshold_decides_that_request_only(client: httpx.Client, predictor: Predictor):
+    probs = predictor.probabilities(TEXTS)[:, 1]
+    cut = float(probs.max()) + 1e-4  # no text reaches it
+    strict = client.post("/predict", json={"texts": TEXTS, "threshold": cut}).json()["predictions"]
+    assert [a["label"] for a in strict] == ["negative"] * len(TEXTS)
+    assert [a["probs"] for a in strict] == [a["probs"] for a in client.post(
+        "/predict", json={"texts": TEXTS}).json()["predictions"]]
+    default = [a["label"] for a in client.post("/predict", json={"texts": TEXTS}).json()["predictions"]]
+    assert default == [a["label"] for a in predictor.predict(TEXTS)]
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(client: httpx.Client, predictor: Predictor):
+    offline = predictor.predict(TEXTS)
+    results: dict[int, dict] = {}
+
+    def ask(i: int) -> None:
+        body = {"text": TEXTS[i % len(TEXTS)]} if i % 2 else {"texts": [TEXTS[i % len(TEXTS)]], "top_k": 2}
+        answer = client.post("/predict", json=body).json()
+        results[i] = answer if i % 2 else answer["predictions"][0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 24
+    for i, answer in results.items():
+        expected = offline[i % len(TEXTS)]
+        assert answer["label"] == expected["label"] and answer["probs"] == pytest.approx(expected["probs"], abs=1e-6)
+        assert ("top" in answer) == (i % 2 == 0)
+
+
+def test_health_and_info(server, client: httpx.Client):
+    health = httpx.get(f"{server.url}/health", timeout=10)  # no key: load balancers probe it
+    assert health.status_code == 200 and health.text == "ok"
+    model = client.get("/info").json()["model"]
+    meta = json.loads((ARTIFACT / "artifact.json").read_text())
+    assert model["labels"] == ["negative", "positive"] and model["task"] == "binary"
+    assert model["metrics"]["test/acc"] == pytest.approx(meta["metrics"]["test/acc"])
+    assert "best/val/acc" not in model["metrics"]
+    assert model["max_length"] == 32 and model["decision"]["rule"] == "the likeliest label"
+    assert model["limits"] == {"max_texts": 16, "max_chars": 2000, "max_length": 32}
+
+
+# (body, content type or None for JSON, status, a piece of the one-line `detail`)
+BAD = {
+    "empty text": ({"text": ""}, None, 422, "\"text\" is empty"),
+    "whitespace text": ({"text": " \n\t"}, None, 422, "\"text\" is empty or only whitespace"),
+    "one empty among texts": ({"texts": ["好", "  "]}, None, 422, "texts[1] is empty"),
+    "no texts": ({"texts": []}, None, 422, "\"texts\" is empty"),
+    "neither text nor texts": ({"top_k": 2}, None, 422, "either \"text\""),
+    "both text and texts": ({"text": "好", "texts": ["好"]}, None, 422, "not both"),
+    "unknown field": ({"text": "好", "threshhold": 0.5}, None, 422, "unknown field 'threshhold'"),
+    "a list body": (["好"], None, 422, "must be a JSON object"),
+    "texts not a list": ({"texts": "好"}, None, 422, "texts: Input should be a valid list"),
+    "text not a string": ({"text": 3}, None, 422, "text: Input should be a valid string"),
+    "top_k as a string": ({"text": "好", "top_k": "2"}, None, 422, "top_k"),
+    "top_k zero": ({"text": "好", "top_k": 0}, None, 422, "top_k"),
+    "threshold out of range": ({"text": "好", "threshold": 1.5}, None, 422, "between 0 and 1"),
+    "threshold list, binary": ({"text": "好", "threshold": [0.5, 0.5]}, None, 422, "one number"),
+    "knowledge for a plain model": ({"text": "好", "knowledge": "x"}, None, 422, "reads no knowledge"),
+    "too many texts": ({"texts": ["好"] * 17}, None, 413, "max_texts=16"),
+    "too many characters": ({"texts": ["好" * 1500, "差" * 600]}, None, 413, "max_chars=2000"),
+    "not JSON": (b"{text: 1", "application/json", 400, "not valid JSON"),
+    "not UTF-8": (b'{"text": "\xff\xfe\xfa"}', "application/json", 400, "UTF-8"),
+    "a form body": (b"text=hello", "application/x-www-form-urlencoded", 422, "must be a JSON object"),
+    "no body": (b"", "application/json", 422, "must be a JSON object"),
+    "a body over max_body_mb": (b'{"text": "' + b"a" * (1 << 20) + b'"}', "application/json", 413, "max_body_mb=1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_input_gets_its_4xx_and_the_next_request_succeeds(client: httpx.Client, case: str):
+    body, content_type, status, detail = BAD[case]
+    if content_type is None:
+        response = client.post("/predict", json=body)
+    else:
+        response = client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text
+    message = response.json()["detail"]
+    assert isinstance(message, str) and "\n" not in message and detail in message, message
+    assert len(response.content) < 4000  # the refused input is not echoed back
+    good = client.post("/predict", json={"text": "这本书很好"})
+    assert good.status_code == 200 and good.json()["label"] in ("negative", "positive")
+
+
+def test_the_api_key_guards_every_route_but_health_and_the_page(server):
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        assert anonymous.get("/").status_code == 200 and anonymous.get("/static/app.js").status_code == 200
+        for method, path in (("POST", "/predict"), ("GET", "/info"), ("POST", "/read"), ("GET", "/docs"),
+                             ("GET", "/openapi.json")):
+            response = anonymous.request(method, path, json={"text": "好"} if method == "POST" else None)
+            assert response.status_code == 401, (path, response.text)
+            assert "X-API-Key" in response.json()["detail"]
+        wrong = anonymous.post("/predict", json={"text": "好"}, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401
+        bearer = anonymous.post("/predict", json={"text": "好"}, headers={"Authorization": f"Bearer {KEY}"})
+        assert bearer.status_code == 200
+
+
+def test_an_uploaded_file_is_read_by_the_training_reader(client: httpx.Client, tmp_path: Path):
+    csv = "text,stars\n这本书很好,5\n\"unclosed,1\n很差劲,1\n".encode("gb18030")  # as Windows saves Chinese
+    read = client.post("/read", files={"file": ("评论.csv", csv)}).json()
+    assert read["file"] == "评论.csv"
+    assert [(r["line"], r["text"]) for r in read["rows"]] == [(2, "这本书很好"), (4, "很差劲")]
+    assert [s["line"] for s in read["skipped"]] == [3] and "quote" in read["skipped"][0]["reason"]
+    jsonl = client.post("/read", files={"file": ("in.jsonl", b'{"text": "a"}\n{oops\n{"text": ""}\n')}).json()
+    assert [r["line"] for r in jsonl["rows"]] == [1]
+    assert [(s["line"], s["reason"]) for s in jsonl["skipped"]][1] == (3, "empty text")
+    column = client.post("/read", files={"file": ("r.csv", b"review\ngood\n")}, data={"text_column": "review"})
+    assert [r["text"] for r in column.json()["rows"]] == ["good"]
+    missing = client.post("/read", files={"file": ("r.csv", b"review\ngood\n")})
+    assert missing.status_code == 400 and "lacks column" in missing.json()["detail"]
+    assert "/tmp" not in missing.json()["detail"]  # the client's file name, not the server's temporary path
+    other = client.post("/read", files={"file": ("notes.docx", b"x")})
+    assert other.status_code == 415 and ".jsonl" in other.json()["detail"]
+
+
+def test_the_page_works_offline(client: httpx.Client):
+    html = client.get("/").text
+    assert "<textarea" in html and "/static/app.js" in html
+    for path in ("/", "/static/style.css", "/static/app.js"):
+        text = client.get(path).text
+        external = re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, flags=re.I)
+        assert not external, f"{path} loads from {external}: the page must work offline"
+        assert "@import" not in text and "url(http" not in text
+
+
+def test_a_taken_port_is_one_clear_error(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    result = subprocess.run([sys.executable, "-m", "senti_lit.serve", f"artifact={ARTIFACT}", f"port={port}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: port {port} on {HOST} is already in use"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_api_key_variable_is_a_clear_error():
+    result = subprocess.run([sys.executable, "-m", "senti_lit.serve", f"artifact={ARTIFACT}", f"port={free_port()}",
+                             "api_key_env=SENTI_NO_SUCH_VARIABLE"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: api_key_env=SENTI_NO_SUCH_VARIABLE")
+
+
+@pytest.mark.slow
+def test_a_folder_that_is_no_artifact_is_a_clear_error(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "senti_lit.serve", f"artifact={tmp_path}", f"port={free_port()}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and "not a senti_lit artifact" in result.stderr
+
+
+def test_request_rules_of_other_tasks():
+    """Multi-label and knowledge models (the served fixture is binary): the same checks, in the HTTP process."""
+    try:
+        PredictRequest.configure(Limits(labels=("joy", "anger", "fear"), multi_label=True, knowledge=True))
+        assert PredictRequest.model_validate({"text": "好", "threshold": [0.2, 0.5, 0.9], "knowledge": "k"})
+        assert PredictRequest.model_validate({"texts": ["a", "b"], "threshold": 0.3, "knowledge": ["k", None]})
+        for body, message in (({"text": "a", "threshold": [0.2, 0.5]}, "one per label"),
+                              ({"texts": ["a", "b"], "knowledge": ["k"]}, "a list of 2"),
+                              ({"text": "a", "knowledge": ["k"]}, "one string")):
+            with pytest.raises(ValueError, match=message):
+                PredictRequest.model_validate(body)
+        PredictRequest.configure(Limits(labels=("a", "b", "c")))
+        with pytest.raises(ValueError, match="takes no \"threshold\""):
+            PredictRequest.model_validate({"text": "x", "threshold": 0.5})
+    finally:
+        PredictRequest.configure(Limits())
+
+
+@pytest.mark.slow
+def test_sigterm_answers_the_requests_in_flight(tmp_path: Path):
+    """A request waiting for its batch to fill (batch_timeout=2) when SIGTERM comes is still answered; then the
+    server and its workers exit 0."""
+    server = start_server(ARTIFACT, tmp_path / "server.log", "max_batch_size=64", "batch_timeout=2")
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(
+        httpx.post(f"{server.url}/predict", json={"text": "这本书很好"}, timeout=60)))
+    thread.start()
+    time.sleep(0.5)
+    assert server.stop() == 0, server.output()
+    thread.join()
+    assert answers[0].status_code == 200 and answers[0].json()["label"] in ("negative", "positive")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/health", timeout=2)
+    assert "Traceback" not in server.output() and "Forcibly" not in server.output(), server.output()
