@@ -202,7 +202,8 @@ HEAVY = ("torch", "lightning", "transformers", "torchmetrics", "peft")
 def test_help_and_tab_completion_import_no_torch():
     """Start-up: `--help` and each Tab of completion compose configs only, so no command module may import torch,
     transformers or Lightning at the top (they cost seconds; `python benchmarks/startup_bench.py` times them)."""
-    commands = ["train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report", "serve", "build_e5"]
+    commands = ["train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report", "serve",
+                "build_e5"]
     code = (f"import sys\nfor c in {commands}: __import__('senti_lit.' + c)\n"
             f"print(sorted(m for m in {HEAVY} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
