@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from conftest import compose_train  # noqa: E402
+from helpers.compose import compose_train  # noqa: E402
 from make_table import write_markdown  # noqa: E402
 from senti_lit.inference.hf_export import export_hf  # noqa: E402
 from senti_lit.inference.artifact import save_artifact  # noqa: E402
