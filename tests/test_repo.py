@@ -62,3 +62,16 @@ def test_the_import_check_sees_every_form(tmp_path: Path):
                       "from helpers.data import review\nfrom . import sibling\n")
     assert imported_modules(module) == {"test_a", "test_b", "conftest", "test_c.sub", "test_d", "test_e",
                                         "helpers.data"}
+
+
+def test_every_benchmark_script_imports():
+    """A benchmark is run by hand, rarely: an import it lost (a helper moved in a refactor) must fail here first."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    names = sorted(p.stem for p in (root / "benchmarks").glob("*.py"))
+    code = (f"import sys; sys.path[:0] = [{str(root / 'benchmarks')!r}, {str(root / 'tests')!r}, "
+            f"{str(root / 'src')!r}]\nfor name in {names}: __import__(name)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
