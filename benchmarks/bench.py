@@ -186,7 +186,9 @@ ROWS = [
         ACC_F1, "acc ≥ 0.60, macro-F1 ≥ 0.45", quick=OCEMOTION_QUICK, folds=5),
     # distillation (issue 27): the htl_mini_bert recipe (same pretraining, reused) learning the htl_e5_lora_all
     # artifact's soft labels, (1-α)·CE + α·T²·KL at distill.alpha 0.5, T 2; the _pool row adds the Baidu
-    # ChnSentiCorp texts (their labels unused; the htl val/test texts among them are dropped, counted in data.json)
+    # ChnSentiCorp texts (their labels unused; the htl val/test texts among them are dropped, counted in data.json).
+    # Not run yet (2026-12-01): on the shared 2 cores (load 7-12) an e5 training step took ~48 s and e5 scored
+    # 4 texts/s, so not even the quick teacher (126 steps, then 7,000 texts to score) fitted the session
     Row("htl_distill", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert + MLM pretrain, distilled from e5_small LoRA-all (no unlabelled texts)",
         [*HTL_PRETRAINED, "distill.teacher={teacher}"], DISTILLED, "acc ≥ 0.905 (issue 27)",
