@@ -14,6 +14,7 @@ from bench import ROWS, pretrain_args, repeats, train_args  # noqa: E402
 from senti_lit.config import CONFIG_DIR  # noqa: E402
 
 DATA, E5, PRETRAINED = Path("/bench/data"), Path("/bench/e5"), Path("/bench/pretrained")
+TEACHER = Path("/bench/teacher/artifact")
 
 
 def test_row_ids_are_unique():
@@ -28,7 +29,7 @@ def test_every_run_of_a_row_composes(row, mode):
     assert len(runs) == (row.folds or (1 if mode == "quick" else len(row.seeds)))
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         for seed, fold in runs:
-            cfg = compose("train", overrides=train_args(row, mode, DATA, E5, PRETRAINED, seed, fold))
+            cfg = compose("train", overrides=train_args(row, mode, DATA, E5, PRETRAINED, seed, fold, TEACHER))
             assert cfg.seed == seed
             if any(a.startswith("data.path=") for a in row.args):
                 assert cfg.data.path.startswith(str(DATA))
@@ -38,6 +39,9 @@ def test_every_run_of_a_row_composes(row, mode):
                 assert cfg.model.backbone.path == str(E5)
             if row.pretrain:
                 assert cfg.model.backbone.path == str(PRETRAINED)
+            if row.teacher:
+                assert cfg.distill.teacher == str(TEACHER)
+                assert next(r for r in ROWS if r.id == row.teacher).seeds  # names a row
         if row.pretrain:
             compose("pretrain", overrides=pretrain_args(row, mode, DATA))
 
@@ -68,3 +72,43 @@ def test_a_rows_runs_become_one_record_with_every_seed_and_a_failed_one_left_out
     assert rec["metrics"]["test/acc"]["mean"] == 0.8 and rec["fields"]["seeds"] == "42,1,2 (1 failed)"
     assert list(rec["runs"]) == ["42", "1", "2"] and "seed=1" in rec["runs"]["1"]
     assert rec["goals"] == bench.GOALS[row.target] and rec["caption"] == bench.CAPTIONS["full"]
+
+
+def test_distilled_rows_share_one_pretraining_and_one_teacher_run(tmp_path, monkeypatch):
+    """Two rows with the same pretrain recipe and teacher row, run one after the other (as two invocations would):
+    the pretraining and the teacher's training run once, the second row reuses both and records their seconds."""
+    import json
+    import subprocess
+
+    import bench
+
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command[2])
+        run_dir = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        if command[2] == "senti_lit.pretrain":
+            (run_dir / "pretrained").mkdir(parents=True)
+        else:
+            (run_dir / "artifact").mkdir(parents=True)
+            (run_dir / "artifact" / "artifact.json").write_text("{}")
+            (run_dir / "metrics.json").write_text(json.dumps({"test/acc": 0.9, "test/macro_f1": 0.9,
+                                                              "teacher/test/acc": 0.92}))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench, "git_commit", lambda: "abc1234")
+    (tmp_path / "data" / "ChnSentiCorp").mkdir(parents=True)
+    (tmp_path / "data" / "ChnSentiCorp" / "baidu_chnsenticorp_train.tsv").write_text("好\tpositive\n差\tnegative\n")
+    store, runs = tmp_path / "results.jsonl", tmp_path / "runs"
+    recs = [bench.run_row(next(r for r in ROWS if r.id == rid), "quick", tmp_path / "data", E5, "t", runs, store)
+            for rid in ("htl_distill", "htl_distill_pool")]
+    assert calls == ["senti_lit.pretrain", "senti_lit.train", "senti_lit.train", "senti_lit.train"]
+    teacher = runs / "teacher-htl_e5_lora_all-quick" / "artifact"
+    for rec in recs:
+        command = rec["runs"]["42"]
+        assert command.count(" && ") == 2 and f"distill.teacher={teacher}" in command
+        assert "senti_lit.pretrain" in command and "model=e5_small" in command
+        assert rec["metrics"]["teacher/test/acc"]["mean"] == 0.92
+        assert "teacher_seconds" in rec["metrics"] and "pretrain_seconds" in rec["metrics"]
+    assert (runs / "pool" / "baidu_chnsenticorp_texts.txt").read_text(encoding="utf-8") == "好\n差\n"

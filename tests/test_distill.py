@@ -117,3 +117,21 @@ def test_a_teacher_with_other_labels_is_refused(teacher: Path, tmp_path: Path):
     with pytest.raises(ValueError, match=r"distill.alpha=1.5"):
         train(compose_train([f"data.path={write_reviews(tmp_path / 'r')}", *TINY_MODEL, f"distill.teacher={teacher}",
                              "distill.alpha=1.5"], tmp_path / "run2"))
+
+
+@pytest.mark.slow
+def test_a_batch_of_pool_texts_only_trains(teacher: Path, tmp_path: Path):
+    """12 labelled texts, a pool of 600, batches of 8: most training batches hold no gold label. Such a batch once
+    crashed the training metrics' update (torchmetrics cannot reshape 0 predictions)."""
+    from senti_lit.train import train
+
+    reviews = write_reviews(tmp_path / "reviews")
+    extra = write_reviews(tmp_path / "extra", n_per_label=300, seed=7)
+    pool = tmp_path / "pool.txt"
+    pool.write_text((extra / "pos.txt").read_text("utf-8") + (extra / "neg.txt").read_text("utf-8"), encoding="utf-8")
+    summary = train(compose_train([f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=2", "data.limit_train=12",
+                                   "data.batch_size=8", f"distill.teacher={teacher}", f"distill.unlabelled=[{pool}]"],
+                                  tmp_path / "run"))
+    data = json.loads((tmp_path / "run" / "data.json").read_text())["distill"]
+    assert data["labelled"] == 12 and data["unlabelled"][str(pool)] >= 500
+    assert math.isfinite(summary["test/acc"])

@@ -126,16 +126,18 @@ class SentimentClassifier(ClassifierNet, FusedClipping, L.LightningModule):
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
+        size = labels.size(0)  # the loss covers every row, pool rows included
         if "teacher_logits" in batch:  # distillation (training split only): the pool rows have no gold label
             loss, gold = self._distilled_loss(logits.float(), labels, batch)
             logits, labels = logits[gold], labels[gold]
         else:
             loss = self.loss_fn(logits.float(), labels.float() if self.label_space.multi_label else labels)
-        probs = self.probabilities(logits)
-        self._metrics(stage).update(self.decide(probs), labels.long())
+        if labels.size(0):  # a distillation batch may hold pool rows only: nothing to score
+            probs = self.probabilities(logits)
+            self._metrics(stage).update(self.decide(probs), labels.long())
         if stage in self._outputs:  # for calibration error, confusion matrix and PR curves at the epoch's end
             self._outputs[stage].append((logits.detach().float().cpu(), labels.detach().cpu()))
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=labels.size(0),
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size,
                  prog_bar=stage != "test", sync_dist=stage != "train")
         return loss
 
