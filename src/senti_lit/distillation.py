@@ -15,6 +15,7 @@ and online teacher passes), hence this module.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,8 @@ class Teacher:
         values = values.astype(np.float32)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.npy")
+            # a name of this process's own: DDP ranks that miss the cache together never write into one file
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
             np.save(tmp, values, allow_pickle=False)
             tmp.replace(path)  # a run killed while scoring leaves no half file
         return values, False
