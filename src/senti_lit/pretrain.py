@@ -24,7 +24,7 @@ from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.files import umask_mode, write_json
 from senti_lit.models.backbone import build_backbone
 from senti_lit.models.mlm import fit_mlm, mlm_collator
-from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
+from senti_lit.runtime import keep_freed_memory, limit_onednn_cache, quiet_known_warnings, user_errors
 from senti_lit.training import instantiate_group
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def pretrain(cfg: DictConfig) -> Path:
 def main(cfg: DictConfig) -> None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers
         keep_freed_memory()
+    limit_onednn_cache()  # process-wide too: see runtime.limit_onednn_cache
     pretrain(cfg)
 
 

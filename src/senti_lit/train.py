@@ -23,7 +23,7 @@ from senti_lit.inference.artifact import save_artifact
 from senti_lit.models.builder import parameter_counts
 from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.resume import resume_checkpoint
-from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
+from senti_lit.runtime import keep_freed_memory, limit_onednn_cache, quiet_known_warnings, user_errors
 from senti_lit.training import Clock, build_model, load_best, log_final, make_trainer, prepare_data, print_metrics
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def data_choice() -> str | None:
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers of train()
         keep_freed_memory()
+    limit_onednn_cache()  # process-wide too: see runtime.limit_onednn_cache
     try:
         summary = train(cfg)
     except Exception as e:
