@@ -80,7 +80,7 @@ def run_job(tree: Path, overrides: list[str], work: Path, interval: float = 0.1)
     train_examples = data["splits"]["train"]["size"]
     mlm = json.loads((run_dir / "mlm_warmup.json").read_text()) if (run_dir / "mlm_warmup.json").is_file() else {}
     return {"peak RSS (MB)": round(peak / 2**20), "processes": most, "wall seconds": round(wall, 1),
-            "MLM steps/s": round(mlm["steps"] / mlm["seconds"], 2) if mlm.get("seconds") else None,
+            "MLM steps/s": round(mlm["steps"] / mlm["seconds"], 3) if mlm.get("seconds") else None,
             "fine-tune samples/s": round(train_examples * epochs / metrics["time/fit_seconds"], 1),
             "test/acc": round(metrics["test/acc"], 4)}
 
@@ -96,6 +96,7 @@ def main() -> None:
                         help="LABEL=DIR: a source tree to run (default: this checkout, labelled by its commit)")
     parser.add_argument("--together", action="store_true", help="run the trees' jobs at the same time")
     parser.add_argument("--work", default=None)
+    parser.add_argument("--note", default=None, help="a remark stored with the rows (e.g. the machine's load)")
     args = parser.parse_args()
     trees = dict(t.split("=", 1) for t in args.tree) or {git_commit(): str(ROOT)}
     trees = {label: Path(d).resolve() for label, d in trees.items()}
@@ -130,7 +131,7 @@ def main() -> None:
     for label, metrics in results.items():
         record("memory", label, command, metrics, caption, fields={"mode": args.mode, "tree": label},
                goals={"peak RSS (MB)": f"<= {GOAL_MB}"} if args.mode == "full" else None,
-               commit=git_commit() if trees[label] == ROOT else tree_commit(trees[label]))
+               note=args.note, commit=git_commit() if trees[label] == ROOT else tree_commit(trees[label]))
     write_markdown()
 
 
