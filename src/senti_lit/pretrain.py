@@ -17,7 +17,7 @@ from senti_lit.data.examples import DataError
 from senti_lit.data.sources import read_lines
 from senti_lit.files import umask_mode, write_json
 from senti_lit.models.locate import check_model_sources
-from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
+from senti_lit.runtime import keep_freed_memory, limit_onednn_cache, quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ def pretrain(cfg: DictConfig) -> Path:
 def main(cfg: DictConfig) -> None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers
         keep_freed_memory()
+    limit_onednn_cache()  # process-wide too: see runtime.limit_onednn_cache
     pretrain(cfg)
 
 

@@ -75,6 +75,20 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
+ONEDNN_CACHE = 8  # primitives: a step's shapes recur within the step (every layer's GELU, forward and backward)
+
+
+def limit_onednn_cache(capacity: int = ONEDNN_CACHE) -> None:
+    """Keep few oneDNN primitives cached (its default is 1024; an ONEDNN_PRIMITIVE_CACHE_CAPACITY already in the
+    environment wins). On CPU torch runs GELU through oneDNN, which caches a primitive per input shape, and
+    dynamic padding gives a new shape with every batch length (and the MLM head one per count of masked tokens):
+    each cached GELU pinned about the size of its input, so the 1024 entries grew the default job to 4.2 GB RSS
+    (`python benchmarks/memory_bench.py`). Creating a GELU primitive costs microseconds, a step tens of
+    milliseconds. oneDNN reads the variable when it creates its first primitive: call this before any tensor
+    work (the commands' `main`)."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
 def user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     """A command's task (inside `@hydra.main`): a known user error (bad data, a missing file or model, a bad value)
     prints its message in one line and exits 1; the traceback only with HYDRA_FULL_ERROR=1 or hydra.verbose."""

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from senti_lit.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.files import write_json
 from senti_lit.models.locate import check_model_sources
-from senti_lit.runtime import keep_freed_memory, quiet_known_warnings, user_errors
+from senti_lit.runtime import keep_freed_memory, limit_onednn_cache, quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def data_choice() -> str | None:
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers of train()
         keep_freed_memory()
+    limit_onednn_cache()  # process-wide too: see runtime.limit_onednn_cache
     try:
         summary = train(cfg)
     except Exception as e:

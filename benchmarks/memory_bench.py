@@ -1,0 +1,139 @@
+"""Peak memory of the default training job: `python -m senti_lit.train` run as a subprocess, the resident memory
+(RSS) of its whole process tree (the job and any DataLoader workers it forks, summed) sampled every 0.1 s.
+
+    python benchmarks/memory_bench.py --mode short                     # model.mlm_warmup.epochs=2 trainer.max_epochs=1
+    python benchmarks/memory_bench.py --mode full                      # the default job (`make train`)
+    python benchmarks/memory_bench.py --mode short --tree before=/tmp/senti_lit_f557db5 --tree after=. --together
+
+--tree LABEL=DIR runs the source tree in DIR (its src/ on PYTHONPATH; e.g. an older commit unpacked with
+`git archive f557db5 | tar -x -C /tmp/senti_lit_f557db5`), so one command measures before and after; the default is
+this checkout. --together starts the trees' jobs at the same time, so that on a shared machine they run under the
+same load and their speeds compare as a ratio (they also slow each other down: compare them to each other, not to
+another command's). Every job reads and tokenizes the data afresh (a cache folder of its own), as on a fresh clone.
+
+Per job: peak RSS (MB), wall seconds, the MLM warm-up's steps/s (mlm_warmup.json) and fine-tuning's training
+samples/s (training examples x epochs / the fit's seconds, validation included). Each job becomes one record of the
+results store (benchmarks/store.py) and BENCHMARKS.md is regenerated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from make_table import write_markdown  # noqa: E402
+from store import git_commit, record  # noqa: E402
+
+MODES = {"short": ["model.mlm_warmup.epochs=2", "trainer.max_epochs=1"], "full": []}
+GOAL_MB = 1536  # the issue's target for the default job: under 1.5 GB peak RSS
+
+
+def tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """Summed RSS of a process and its descendants, and how many processes that is."""
+    procs = [proc, *proc.children(recursive=True)]
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # ended between listing and reading
+            pass
+    return total, len(procs)
+
+
+def run_job(tree: Path, overrides: list[str], work: Path, interval: float = 0.1) -> dict:
+    """One training job in a fresh process; its peak RSS (process tree), wall time and speeds."""
+    run_dir = work / "run"
+    command = [sys.executable, "-m", "senti_lit.train", *overrides, f"hydra.run.dir={run_dir}",
+               f"paths.cache_dir={work / 'cache'}"]
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    start = time.perf_counter()
+    with open(work / "log.txt", "wb") as log:
+        child = subprocess.Popen(command, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = psutil.Process(child.pid)
+        peak, most = 0, 1
+        while child.poll() is None:
+            try:
+                rss, n = tree_rss(proc)
+            except psutil.Error:
+                break
+            peak, most = max(peak, rss), max(most, n)
+            time.sleep(interval)
+    wall = time.perf_counter() - start
+    if child.returncode != 0:
+        raise SystemExit(f"{shlex.join(command)} failed (rc {child.returncode}); see {work / 'log.txt'}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    data = json.loads((run_dir / "data.json").read_text())
+    cfg_epochs = [a for a in overrides if a.startswith("trainer.max_epochs=")]
+    epochs = int(cfg_epochs[-1].split("=")[1]) if cfg_epochs else 3  # trainer/model/mini_bert.yaml
+    train_examples = data["splits"]["train"]["size"]
+    mlm = json.loads((run_dir / "mlm_warmup.json").read_text()) if (run_dir / "mlm_warmup.json").is_file() else {}
+    return {"peak RSS (MB)": round(peak / 2**20), "processes": most, "wall seconds": round(wall, 1),
+            "MLM steps/s": round(mlm["steps"] / mlm["seconds"], 3) if mlm.get("seconds") else None,
+            "fine-tune samples/s": round(train_examples * epochs / metrics["time/fit_seconds"], 1),
+            "test/acc": round(metrics["test/acc"], 4)}
+
+
+def tree_commit(tree: Path) -> str:
+    return git_commit(tree) if (tree / ".git").exists() else tree.name.rsplit("_", 1)[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=sorted(MODES), default="short")
+    parser.add_argument("--tree", action="append", default=[],
+                        help="LABEL=DIR: a source tree to run (default: this checkout, labelled by its commit)")
+    parser.add_argument("--together", action="store_true", help="run the trees' jobs at the same time")
+    parser.add_argument("--work", default=None)
+    parser.add_argument("--note", default=None, help="a remark stored with the rows (e.g. the machine's load)")
+    args = parser.parse_args()
+    trees = dict(t.split("=", 1) for t in args.tree) or {git_commit(): str(ROOT)}
+    trees = {label: Path(d).resolve() for label, d in trees.items()}
+    work = Path(args.work or tempfile.mkdtemp(prefix="senti_lit_memory_bench_"))
+    overrides = MODES[args.mode]
+    results: dict[str, dict] = {}
+
+    def one(label: str) -> None:
+        folder = work / label
+        folder.mkdir(parents=True, exist_ok=True)
+        results[label] = run_job(trees[label], overrides, folder)
+        print(f"{label}: {results[label]}", flush=True)
+
+    if args.together:
+        threads = [threading.Thread(target=one, args=(label,)) for label in trees]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for label in trees:
+            one(label)
+    if len(results) < len(trees):
+        raise SystemExit("a job failed")
+    train_cmd = shlex.join(["python", "-m", "senti_lit.train", *overrides])
+    caption = (f"Peak RSS of the default job's process tree ({train_cmd}), sampled every 0.1 s; fresh data cache; "
+               f"{os.cpu_count()} CPU cores" + (", the trees' jobs run at the same time (same load)"
+                                                 if args.together and len(trees) > 1 else ""))
+    command = shlex.join(["python", "benchmarks/memory_bench.py", "--mode", args.mode,
+                          *[f"--tree={label}={'.' if d == ROOT else d}" for label, d in trees.items()
+                            if args.tree], *(["--together"] if args.together else [])])
+    for label, metrics in results.items():
+        record("memory", label, command, metrics, caption, fields={"mode": args.mode, "tree": label},
+               goals={"peak RSS (MB)": f"<= {GOAL_MB}"} if args.mode == "full" else None,
+               note=args.note, commit=git_commit() if trees[label] == ROOT else tree_commit(trees[label]))
+    write_markdown()
+
+
+if __name__ == "__main__":
+    main()
