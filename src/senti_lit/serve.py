@@ -13,13 +13,14 @@ import hydra
 from omegaconf import DictConfig
 
 from senti_lit.config import CONFIG_DIR, plain
-from senti_lit.runtime import quiet_known_warnings, user_errors
+from senti_lit.runtime import limit_onednn_cache, quiet_known_warnings, user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
 @user_errors
 def run(cfg: DictConfig) -> None:
     quiet_known_warnings()
+    limit_onednn_cache()  # every request batch has its own length: a cached primitive per shape would only grow
     try:
         from senti_lit.serving.app import serve
     except ImportError as e:
