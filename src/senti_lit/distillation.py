@@ -105,10 +105,9 @@ class Teacher:
         return logits[:, [names.index(n) for n in self.labels.names]]
 
     def teacher_names(self) -> list[str]:
-        import json
+        from senti_lit.inference.artifact import read_meta  # the one reader of artifact.json
 
-        meta = json.loads((self.folder / "artifact.json").read_text(encoding="utf-8"))
-        return list(LabelSpace.from_dict(meta["labels"]).names)
+        return list(LabelSpace.from_dict(read_meta(self.folder)["labels"]).names)
 
     def test_metrics(self, test: Sequence[Any]) -> dict[str, float]:
         """The teacher's metrics on the task's test split with its own calibration and decision rule (what the
@@ -202,14 +201,10 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     of the soft term independent of T), or for multi-label T^2 * BCE(student_T, teacher_T) per label."""
     t = temperature
     if multi_label:
-        return nn_bce(student / t, torch.sigmoid(teacher / t)) * t * t
+        return torch.nn.functional.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t)) * t * t
     log_p = torch.log_softmax(student / t, dim=-1)
     q = torch.softmax(teacher / t, dim=-1)
     return torch.nn.functional.kl_div(log_p, q, reduction="batchmean") * t * t
-
-
-def nn_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
 def attach(datamodule: Any, settings: Mapping[str, Any], cache_dir: Path | None,
