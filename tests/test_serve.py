@@ -253,3 +253,39 @@ def test_sigterm_answers_the_requests_in_flight(tmp_path: Path):
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/health", timeout=2)
     assert "Traceback" not in server.output() and "Forcibly" not in server.output(), server.output()
+
+
+SLOW_EXIT = """
+import time, litserve as ls
+original = ls.LitServer._perform_graceful_shutdown
+def slow_exit(self, *args, **kwargs):  # a loaded machine: the process exits seconds after the manager stopped
+    original(self, *args, **kwargs)
+    time.sleep(self.monitor_internal + 1)
+ls.LitServer._perform_graceful_shutdown = slow_exit
+if __name__ == "__main__":
+    from senti_lit.serving.app import serve
+    serve({artifact!r}, port={port}, log_level="warning")
+"""
+
+
+@pytest.mark.slow
+def test_a_slow_exit_after_sigterm_logs_no_monitor_traceback(tmp_path: Path):
+    """LitServe's worker monitor polls the manager every `monitor_internal` s; a poll after the manager stopped (the
+    process slow to exit) logged "Monitoring worker crashed" with a traceback (the flaky SIGTERM test above)."""
+    port = free_port()
+    script = tmp_path / "slow_exit.py"
+    script.write_text(SLOW_EXIT.format(artifact=str(ARTIFACT), port=port), encoding="utf-8")
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, str(script)], stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.25)
+    process.terminate()
+    assert process.wait(60) == 0, log.read_text()
+    assert "Traceback" not in log.read_text() and "crashed" not in log.read_text(), log.read_text()

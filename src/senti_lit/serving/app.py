@@ -263,7 +263,19 @@ class Server(ls.LitServer):
 
     def _perform_graceful_shutdown(self, manager: Any, uvicorn_workers: dict, shutdown_reason: str = "normal") -> None:
         alive = {i: w for i, w in uvicorn_workers.items() if w.is_alive()}  # drained ones need no second stop
+        self._join_monitor()
         super()._perform_graceful_shutdown(manager, alive, shutdown_reason)
+
+    def _join_monitor(self) -> None:
+        """Let LitServe's worker monitor see the shutdown before its manager goes: it polls the manager's event
+        every `monitor_internal` s, and one poll after `manager.shutdown()` logs a "Monitoring worker crashed"
+        traceback at exit (seen on a loaded machine)."""
+        if self._shutdown_event is None:
+            return
+        self._shutdown_event.set()  # already set by `_drain`; not on LitServe's own paths (a dead worker)
+        for thread in threading.enumerate():
+            if thread.name == "litserve-monitoring" and thread is not threading.current_thread():
+                thread.join(self.monitor_internal + 1)
 
 
 def build_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
