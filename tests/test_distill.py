@@ -135,3 +135,28 @@ def test_a_batch_of_pool_texts_only_trains(teacher: Path, tmp_path: Path):
     data = json.loads((tmp_path / "run" / "data.json").read_text())["distill"]
     assert data["labelled"] == 12 and data["unlabelled"][str(pool)] >= 500
     assert math.isfinite(summary["test/acc"])
+
+
+@pytest.mark.slow
+def test_a_pool_in_a_datasets_own_format_is_read_by_its_data_config(teacher: Path, tmp_path: Path):
+    """Baidu ChnSentiCorp's headerless text<TAB>label TSV: as a plain file it is refused with the way to read it,
+    which is its data config at another path (`name:config` + `distill.data_overrides.name`)."""
+    from senti_lit.data.examples import DataError
+    from senti_lit.train import train
+
+    reviews = write_reviews(tmp_path / "reviews")
+    extra = write_reviews(tmp_path / "extra", n_per_label=50, seed=7)
+    baidu = tmp_path / "baidu_train.tsv"
+    baidu.write_text("".join(f"{text}\t{label}\n" for name, label in (("pos", 1), ("neg", 0))
+                             for text in (extra / f"{name}.txt").read_text("utf-8").splitlines()), encoding="utf-8")
+    base = [f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=1", f"distill.teacher={teacher}"]
+    with pytest.raises(DataError, match=rf"distill.unlabelled: {baidu}:1: .*distill.data_overrides"):
+        train(compose_train([*base, f"distill.unlabelled=[{baidu}]"], tmp_path / "as_file"))
+    with pytest.raises(DataError, match=r"distill.data_overrides: \['baidu'\] not in distill.unlabelled=\['pool'\]"):
+        train(compose_train([*base, "distill.unlabelled=[pool:chnsenticorp]",
+                             f"+distill.data_overrides.baidu=['data.path={baidu}']"], tmp_path / "misnamed"))
+    train(compose_train([*base, "distill.unlabelled=[pool:chnsenticorp]",
+                         f"+distill.data_overrides.pool=['data.path={baidu}']"], tmp_path / "run"))
+    data = json.loads((tmp_path / "run" / "data.json").read_text())["distill"]
+    # the config's seeded split keeps its training share (80%) of the 100 texts; none is a task text
+    assert data["unlabelled"] == {"pool:chnsenticorp": 80}, data

@@ -1,7 +1,7 @@
 """Where the Hydra configs live (`conf/` of a source checkout, or `senti_lit/conf` in a wheel), the resolvers they
 use, and configs as plain Python."""
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -110,6 +110,24 @@ def check_numbers(cfg: Any, path: str = "") -> None:
         for i, item in enumerate(cfg):
             if isinstance(item, (DictConfig, ListConfig)):
                 check_numbers(item, f"{path}{i}.")
+
+
+def named_datasets(entries: Sequence[str], overrides: Mapping[str, Sequence[str]], key: str,
+                   overrides_key: str) -> dict[str, tuple[str, list[str]]]:
+    """{name: (data config, its overrides)} of `entries`, each `config` or `name:config` (one config's data read
+    twice with other files, e.g. `htl:chnsenticorp`), with `overrides` keyed by name. `key`/`overrides_key`: where
+    the user wrote them, for the errors."""
+    from senti_lit.data.examples import DataError
+
+    pairs = [tuple(e.split(":", 1)) if ":" in e else (e, e) for e in entries]
+    named = dict(pairs)
+    if len(named) < len(pairs):
+        raise DataError(f"{key}={list(entries)}: a name twice; read one config's data twice as name:config with "
+                        "distinct names (htl:chnsenticorp,baidu:chnsenticorp)")
+    unknown = set(overrides) - set(named)
+    if unknown:
+        raise DataError(f"{overrides_key}: {sorted(unknown)} not in {key}={list(named)}")
+    return {name: (config, list(overrides.get(name, []))) for name, config in named.items()}
 
 
 def data_config(app: str, name: str, overrides: Sequence[str], paths: Any = None) -> DictConfig:

@@ -131,6 +131,13 @@ class Teacher:
         return {f"teacher/{k}": float(v) for k, v in flatten(metrics.compute(), labels, "test").items()}
 
 
+TEXT_FILES = (".txt", ".csv", ".tsv", ".jsonl")  # a distill.unlabelled entry that is a file, not a data config
+
+
+def is_text_file(source: str) -> bool:
+    return Path(source).suffix.lower() in TEXT_FILES
+
+
 def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str, Sequence[Any]],
                report: DistillReport) -> list[str]:
     """The unlabelled texts of `sources` (data config names, whose training split `read_split(name)` returns, or
@@ -141,9 +148,15 @@ def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str
     seen = {duplicate_key(ex.text) for ex in task_splits["train"]}
     kept: list[str] = []
     for source in sources:
-        if Path(source).suffix.lower() in (".txt", ".csv", ".tsv", ".jsonl"):
-            reader = texts_to_predict(source)
-            texts = [ex.text for ex in reader.read() if ex.text.strip()]
+        if is_text_file(source):
+            try:
+                reader = texts_to_predict(source)
+                texts = [ex.text for ex in reader.read() if ex.text.strip()]
+            except DataError as e:  # the reader's advice is about training data's keys, not this one's
+                raise DataError(f"distill.unlabelled: {e.args[0].split('; set data.source')[0]}. A file needs a "
+                                "`text` column (.csv/.tsv/.jsonl) or one text a line (.txt); a file in a dataset's "
+                                "own format is read by its data config: distill.unlabelled=[pool:<config>] "
+                                "\"+distill.data_overrides.pool=['data.path=FILE']\"") from None
             if reader.bad_rows:
                 log.warning("distill.unlabelled %s: skipped %d bad rows (first: line %s: %s)", source,
                             len(reader.bad_rows), reader.bad_rows[0][0].rsplit(":", 1)[1], reader.bad_rows[0][1])

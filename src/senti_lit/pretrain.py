@@ -12,7 +12,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from senti_lit.config import CONFIG_DIR, data_config, plain
+from senti_lit.config import CONFIG_DIR, data_config, named_datasets, plain
 from senti_lit.data.examples import DataError
 from senti_lit.data.sources import read_lines
 from senti_lit.files import umask_mode, write_json
@@ -53,20 +53,14 @@ def split_texts(datamodule, wanted, name: str) -> tuple[list, set[str]]:
 
 def several_datasets(cfg: DictConfig) -> tuple[list[str], dict]:
     """The `splits` of every dataset in `datasets` (`config` or `name:config`, to read one config's data twice, e.g.
-    `baidu:chnsenticorp`), each composed from its own data config (its seeded split, as its fine-tuning run sees it). A text that is in any dataset's other splits is dropped (datasets overlap:
-    a review can be in one set's train split and another's test split), as are repeats; both are counted."""
-    overrides = plain(cfg.get("data_overrides") or {})
-    pairs = [tuple(e.split(":", 1)) if ":" in e else (e, e) for e in cfg.datasets]  # (name, config)
-    entries = dict(pairs)
-    if len(entries) < len(pairs):
-        raise DataError(f"datasets={list(cfg.datasets)}: a name twice; read one config's data twice as "
-                        "name:config with distinct names (htl:chnsenticorp,baidu:chnsenticorp)")
-    unknown = set(overrides) - set(entries)
-    if unknown:
-        raise DataError(f"data_overrides: {sorted(unknown)} not in datasets={list(entries)}")
+    `baidu:chnsenticorp`), each composed from its own data config (its seeded split, as its fine-tuning run sees
+    it). A text that is in any dataset's other splits is dropped (datasets overlap: a review can be in one set's
+    train split and another's test split), as are repeats; both are counted."""
+    entries = named_datasets(plain(cfg.datasets), plain(cfg.get("data_overrides") or {}), "datasets",
+                             "data_overrides")
     per_dataset, held_out, texts = {}, set(), []
-    for name, config in entries.items():
-        datamodule = instantiate(data_config("pretrain", config, overrides.get(name, []), cfg.paths))
+    for name, (config, overrides) in entries.items():
+        datamodule = instantiate(data_config("pretrain", config, overrides, cfg.paths))
         examples, other = split_texts(datamodule, cfg.splits, f"data={name}")
         per_dataset[name] = len(examples)
         held_out |= other

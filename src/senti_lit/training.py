@@ -47,11 +47,16 @@ def prepare_distillation(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], d
     module; returns data.json's `distill` record and the teacher's test metrics."""
     if not cfg.get("distill") or not cfg.distill.get("teacher"):
         return {}, {}
-    from senti_lit.config import data_config
-    from senti_lit.distillation import attach
+    from senti_lit.config import data_config, named_datasets
+    from senti_lit.distillation import attach, is_text_file
 
-    def train_split(name: str) -> list:
-        return instantiate(data_config("train", name, [], cfg.paths)).prepare_splits()["train"]
+    configs = named_datasets([s for s in cfg.distill.unlabelled or [] if not is_text_file(s)],
+                             plain(cfg.distill.get("data_overrides") or {}), "distill.unlabelled",
+                             "distill.data_overrides")
+
+    def train_split(source: str) -> list:
+        config, overrides = configs[source.split(":", 1)[0]]
+        return instantiate(data_config("train", config, overrides, cfg.paths)).prepare_splits()["train"]
 
     device = "cuda" if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
     report, teacher = attach(datamodule, plain(cfg.distill), datamodule.cache_dir, train_split, device)
