@@ -60,6 +60,18 @@ def test_the_pool_never_holds_a_validation_or_test_text(tmp_path: Path):
     assert report.unlabelled == {str(pool): 2, "other": 1}
 
 
+def test_a_pool_files_bad_rows_are_skipped_and_listed(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A JSON-lines pool with a broken line and a non-string text: the good rows are kept, the bad ones named."""
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "好评"}\n{"text": "坏\n{"text": 3}\n{"text": "差评"}\n', encoding="utf-8")
+    report = DistillReport("t", 0.5, 2.0)
+    with caplog.at_level("WARNING"):
+        kept = pool_texts([str(pool)], lambda name: [], {"train": []}, report)
+    assert kept == ["好评", "差评"]
+    assert [row.split(":")[0] for row in report.bad_rows[str(pool)]] == ["line 2", "line 3"]
+    assert f"distill.unlabelled {pool}: skipped 2 bad rows" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from senti_lit.train import train
@@ -150,8 +162,10 @@ def test_a_pool_in_a_datasets_own_format_is_read_by_its_data_config(teacher: Pat
     baidu.write_text("".join(f"{text}\t{label}\n" for name, label in (("pos", 1), ("neg", 0))
                              for text in (extra / f"{name}.txt").read_text("utf-8").splitlines()), encoding="utf-8")
     base = [f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=1", f"distill.teacher={teacher}"]
-    with pytest.raises(DataError, match=rf"distill.unlabelled: {baidu}:1: .*distill.data_overrides"):
+    with pytest.raises(DataError, match=rf"distill.unlabelled: {baidu}:1: header .* lacks column\(s\) \['text'\]; "
+                                        r"name the file's text column 'text'; .*distill.data_overrides") as refused:
         train(compose_train([*base, f"distill.unlabelled=[{baidu}]"], tmp_path / "as_file"))
+    assert "data.source" not in str(refused.value)  # a training data config's keys do not apply to this file
     with pytest.raises(DataError, match=r"distill.data_overrides: \['baidu'\] not in distill.unlabelled=\['pool'\]"):
         train(compose_train([*base, "distill.unlabelled=[pool:chnsenticorp]",
                              f"+distill.data_overrides.baidu=['data.path={baidu}']"], tmp_path / "misnamed"))

@@ -112,6 +112,11 @@ def check_numbers(cfg: Any, path: str = "") -> None:
                 check_numbers(item, f"{path}{i}.")
 
 
+def dataset_name(entry: str) -> str:
+    """The name of a `config` or `name:config` entry of a list of datasets (see `named_datasets`)."""
+    return entry.split(":", 1)[0]
+
+
 def named_datasets(entries: Sequence[str], overrides: Mapping[str, Sequence[str]], key: str,
                    overrides_key: str) -> dict[str, tuple[str, list[str]]]:
     """{name: (data config, its overrides)} of `entries`, each `config` or `name:config` (one config's data read
@@ -119,7 +124,7 @@ def named_datasets(entries: Sequence[str], overrides: Mapping[str, Sequence[str]
     the user wrote them, for the errors."""
     from senti_lit.data.examples import DataError
 
-    pairs = [tuple(e.split(":", 1)) if ":" in e else (e, e) for e in entries]
+    pairs = [(dataset_name(e), e.split(":", 1)[-1]) for e in entries]
     named = dict(pairs)
     if len(named) < len(pairs):
         raise DataError(f"{key}={list(entries)}: a name twice; read one config's data twice as name:config with "

@@ -44,6 +44,7 @@ class DistillReport:
     unlabelled: dict[str, int] = field(default_factory=dict)  # pool source -> texts kept from it
     dropped_in_val_test: int = 0  # pool texts equal to a validation/test text of the task
     dropped_in_train: int = 0  # pool texts equal to a training text (already labelled) or to another pool text
+    bad_rows: dict[str, list[str]] = field(default_factory=dict)  # pool file -> its skipped rows ("line N: why")
     teacher_seconds: float = 0.0
     teacher_cached: bool = False
 
@@ -152,14 +153,14 @@ def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str
             try:
                 reader = texts_to_predict(source)
                 texts = [ex.text for ex in reader.read() if ex.text.strip()]
-            except DataError as e:  # the reader's advice is about training data's keys, not this one's
-                raise DataError(f"distill.unlabelled: {e.args[0].split('; set data.source')[0]}. A file needs a "
-                                "`text` column (.csv/.tsv/.jsonl) or one text a line (.txt); a file in a dataset's "
-                                "own format is read by its data config: distill.unlabelled=[pool:<config>] "
+            except DataError as e:
+                raise DataError(f"distill.unlabelled: {e}; a file in a dataset's own format is read by its data "
+                                "config: distill.unlabelled=[pool:<config>] "
                                 "\"+distill.data_overrides.pool=['data.path=FILE']\"") from None
             if reader.bad_rows:
-                log.warning("distill.unlabelled %s: skipped %d bad rows (first: line %s: %s)", source,
-                            len(reader.bad_rows), reader.bad_rows[0][0].rsplit(":", 1)[1], reader.bad_rows[0][1])
+                report.bad_rows[source] = [f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in reader.bad_rows]
+                log.warning("distill.unlabelled %s: skipped %d bad rows (data.json lists them; first: %s)", source,
+                            len(reader.bad_rows), report.bad_rows[source][0])
         else:
             texts = [ex.text for ex in read_split(source)]
         before = len(kept)

@@ -47,7 +47,7 @@ def prepare_distillation(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], d
     module; returns data.json's `distill` record and the teacher's test metrics."""
     if not cfg.get("distill") or not cfg.distill.get("teacher"):
         return {}, {}
-    from senti_lit.config import data_config, named_datasets
+    from senti_lit.config import data_config, dataset_name, named_datasets
     from senti_lit.distillation import attach, is_text_file
 
     configs = named_datasets([s for s in cfg.distill.unlabelled or [] if not is_text_file(s)],
@@ -55,7 +55,7 @@ def prepare_distillation(cfg: DictConfig, datamodule) -> tuple[dict[str, Any], d
                              "distill.data_overrides")
 
     def train_split(source: str) -> list:
-        config, overrides = configs[source.split(":", 1)[0]]
+        config, overrides = configs[dataset_name(source)]
         return instantiate(data_config("train", config, overrides, cfg.paths)).prepare_splits()["train"]
 
     device = "cuda" if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"

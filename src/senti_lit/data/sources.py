@@ -379,6 +379,9 @@ class TableSource:
     def _check_header(self, path: Path, names: list[str]) -> None:
         wanted = [c for c in self._columns() if isinstance(c, str)]
         missing = [c for c in wanted if c not in names]
+        if missing and not self.labelled:  # a file of texts to read (predict, serve, distill): no data config
+            raise DataError(f"{path}:1: header {names} lacks column(s) {missing}; name the file's text column "
+                            f"{self.text_column!r}")
         if missing:
             raise DataError(f"{path}:1: header {names} lacks column(s) {missing}; set data.source.text_column / "
                             "label_column(s) to the file's column names (or header=false with column indexes)")
