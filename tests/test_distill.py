@@ -14,7 +14,8 @@ from helpers.data import write_reviews
 
 from senti_lit.data.encoding import EncodedDataset
 from senti_lit.data.examples import Example
-from senti_lit.distillation import DistilledDataset, DistillReport, distillation_loss, pool_texts
+from senti_lit.distillation import DistilledDataset, DistillReport, augment_settings, augmented, distillation_loss, \
+    pool_texts
 
 
 def test_the_loss_is_t_squared_kl_and_zero_when_student_equals_teacher():
@@ -70,6 +71,40 @@ def test_a_pool_files_bad_rows_are_skipped_and_listed(tmp_path: Path, caplog: py
     assert kept == ["好评", "差评"]
     assert [row.split(":")[0] for row in report.bad_rows[str(pool)]] == ["line 2", "line 3"]
     assert f"distill.unlabelled {pool}: skipped 2 bad rows" in caplog.text
+
+
+def test_augmented_variants_are_runs_of_whole_clauses_with_characters_dropped():
+    texts = ["房间很大，但是服务很差。早餐一般！", "酒店位置不错,交通方便,就是隔音不好", "好"]
+    spans = augmented(texts, copies=50, span=1.0, drop=0.0, seed=3)
+    assert len(spans) == 150 and spans == augmented(texts, copies=50, span=1.0, drop=0.0, seed=3)
+    clauses = [["房间很大，", "但是服务很差。", "早餐一般！"], ["酒店位置不错,", "交通方便,", "就是隔音不好"], ["好"]]
+    runs = [{"".join(c[i:j]) for i in range(len(c)) for j in range(i + 1, len(c) + 1)} for c in clauses]
+    assert all(v in runs[k % 3] for k, v in enumerate(spans))  # a contiguous run of whole clauses, in order
+    assert {v for v in spans[0::3]} == runs[0]  # 50 draws reach every run of the 3 clauses
+    dropped = augmented(texts * 100, copies=1, span=0.0, drop=0.25, seed=0)
+    kept = sum(map(len, dropped)) / sum(map(len, texts * 100))
+    assert 0.70 < kept < 0.80  # each character survives with probability 0.75
+    assert augmented(texts, copies=2, span=0.0, drop=0.0, seed=0) == texts * 2
+
+
+def test_augmented_texts_join_the_pool_without_leaking_a_test_text():
+    """Span-only variants of "早餐不错！房间很干净" include "早餐不错！", a test text: never kept; "房间很干净" is
+    new and kept once however often it is drawn."""
+    ex = lambda text, split: Example(text, "positive", f"f:{split}", split)  # noqa: E731
+    splits = {"train": [ex("早餐不错！房间很干净", "train")], "test": [ex("早餐不错!", "test")]}
+    report = DistillReport("t", 0.5, 2.0)
+    kept = pool_texts([], None, splits, report, {"copies": 40, "span": 1.0, "drop": 0.0, "seed": 1})
+    assert kept == ["房间很干净"] and report.unlabelled == {"augment": 1}
+    assert report.dropped_in_val_test > 0 and report.dropped_in_val_test + report.dropped_in_train == 39
+
+
+@pytest.mark.parametrize("bad, message", [({"copies": -1}, r"copies=-1"), ({"copies": 1.5}, r"copies=1.5"),
+                                          ({"drop": 1.0}, r"drop=1.0"), ({"span": 2}, r"span=2")])
+def test_bad_augment_settings_are_refused(bad: dict, message: str):
+    settings = {"copies": 1, "span": 0.5, "drop": 0.1, "seed": 0, **bad}
+    with pytest.raises(ValueError, match=rf"distill.augment.*{message}"):
+        augment_settings(settings)
+    assert augment_settings({**settings, "copies": 0}) is None  # off
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +182,31 @@ def test_a_batch_of_pool_texts_only_trains(teacher: Path, tmp_path: Path):
     data = json.loads((tmp_path / "run" / "data.json").read_text())["distill"]
     assert data["labelled"] == 12 and data["unlabelled"][str(pool)] >= 500
     assert math.isfinite(summary["test/acc"])
+
+
+@pytest.mark.slow
+def test_a_student_learns_from_augmented_variants(teacher: Path, tmp_path: Path):
+    """`distill.augment.copies=3` on 40 labelled texts: up to 120 variants the teacher labels join the pool,
+    recorded in data.json; the same augment seed at another run seed reads the teacher's cache."""
+    from senti_lit.train import train
+
+    reviews = write_reviews(tmp_path / "reviews")
+    base = [f"data.path={reviews}", *TINY_MODEL, "trainer.max_epochs=2", "data.limit_train=40",
+            f"distill.teacher={teacher}", "distill.augment.copies=3", "distill.augment.seed=5"]
+
+    def config(out: Path, *extra: str):
+        cfg = compose_train([*base, *extra], out)
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+        return cfg
+
+    summary = train(config(tmp_path / "run"))
+    data = json.loads((tmp_path / "run" / "data.json").read_text())["distill"]
+    assert data["augment"] == {"copies": 3, "span": 0.5, "drop": 0.1, "seed": 5}
+    assert 60 <= data["unlabelled"]["augment"] <= 120 and data["labelled"] == 40
+    assert data["unlabelled"]["augment"] + data["dropped_in_train"] + data["dropped_in_val_test"] == 120
+    assert math.isfinite(summary["test/acc"])
+    train(config(tmp_path / "again", "seed=7", "trainer.max_epochs=1"))
+    assert json.loads((tmp_path / "again" / "data.json").read_text())["distill"]["teacher_cached"] is True
 
 
 @pytest.mark.slow

