@@ -100,7 +100,8 @@ def test_augmented_texts_join_the_pool_without_leaking_a_test_text():
 
 
 @pytest.mark.parametrize("bad, message", [({"copies": -1}, r"copies=-1"), ({"copies": 1.5}, r"copies=1.5"),
-                                          ({"drop": 1.0}, r"drop=1.0"), ({"span": 2}, r"span=2")])
+                                          ({"drop": 1.0}, r"drop=1.0"), ({"span": 2}, r"span=2"),
+                                          ({"span": "half"}, r"span='half'"), ({"copies": "2"}, r"copies=2")])
 def test_bad_augment_settings_are_refused(bad: dict, message: str):
     settings = {"copies": 1, "span": 0.5, "drop": 0.1, "seed": 0, **bad}
     with pytest.raises(ValueError, match=rf"distill.augment.*{message}"):

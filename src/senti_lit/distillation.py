@@ -56,8 +56,10 @@ def augment_settings(augment: Mapping[str, Any] | None) -> dict[str, Any] | None
     """`distill.augment` checked (its seed: the same variants, so the teacher's cached logits serve again)."""
     if not augment or not augment.get("copies"):
         return None
-    copies, span, drop = augment["copies"], float(augment["span"]), float(augment["drop"])
-    if not isinstance(copies, int) or copies < 0:
+    copies, span, drop = augment["copies"], augment["span"], augment["drop"]
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in (span, drop)):
+        raise ValueError(f"distill.augment: span={span!r} and drop={drop!r} must be numbers (probabilities)")
+    if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
         raise ValueError(f"distill.augment.copies={copies}: the variants per training text, a whole number >= 0")
     if not (0.0 <= span <= 1.0 and 0.0 <= drop < 1.0):
         raise ValueError(f"distill.augment: span={span} must be in [0, 1] and drop={drop} in [0, 1) (probabilities)")
