@@ -86,13 +86,23 @@ def headline(value):
     return value
 
 
+def goal_bound(rec: dict, bound: str) -> float | None:
+    """A goal's bound: a number, or another metric of the row with an offset ("teacher/test/macro_f1 - 0.03")."""
+    try:
+        return float(bound)
+    except ValueError:
+        name, sign, offset = bound.split()
+        other = headline(rec["metrics"].get(name))
+        return None if other is None else other + (float(offset) if sign == "+" else -float(offset))
+
+
 def goals(rec: dict) -> str:
     """"met", or which goals are not (the values are in their columns); "" for a row without goals."""
     missed = []
     for name, goal in rec.get("goals", {}).items():
-        op, bound = goal.split()
-        value = headline(rec["metrics"].get(name))
-        if value is None or not GOAL_OPS[op](value, float(bound)):
+        op, bound = goal.split(maxsplit=1)
+        value, limit = headline(rec["metrics"].get(name)), goal_bound(rec, bound)
+        if value is None or limit is None or not GOAL_OPS[op](value, limit):
             missed.append(f"{name} {goal}")
     return f"**not met**: {', '.join(missed)}" if missed else "met" if rec.get("goals") else ""
 

@@ -85,6 +85,22 @@ def test_goals_are_checked_against_the_mean():
     assert row(text, "report").count("|  |") >= 1 and "met" not in row(text, "report")
 
 
+def test_a_goal_relative_to_another_metric():
+    """cecps8_distill's target: the student's macro-F1 within 3 points of its teacher's (both means)."""
+    goal = {"test/macro_f1": ">= teacher/test/macro_f1 - 0.03"}
+    def distilled(id: str, student: float, teacher: float | None) -> dict:
+        metrics = {"test/macro_f1": per_seed({"42": student})}
+        if teacher is not None:
+            metrics["teacher/test/macro_f1"] = per_seed({"42": teacher})
+        return rec(id, goals=goal, metrics=metrics)
+
+    text = render([distilled("close", 0.52, 0.545), distilled("far", 0.51, 0.545), distilled("alone", 0.6, None)],
+                  Path("/"))
+    assert "| met |" in row(text, "close")
+    assert "**not met**: test/macro_f1 >= teacher/test/macro_f1 - 0.03 |" in row(text, "far")
+    assert "**not met**" in row(text, "alone")  # no teacher metric: not met, never an error
+
+
 def test_a_row_whose_code_changed_since_its_commit_is_marked(repo: Path):
     first = git(repo, "rev-parse", "--short", "HEAD")
     (repo / "docs" / "notes.md").write_text("words\n")  # outside src/ and conf/: does not touch results
