@@ -188,7 +188,7 @@ def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str
     seen = {duplicate_key(ex.text) for ex in task_splits["train"]}
     kept: list[str] = []
     batches = ((source, source_texts(source, read_split, report)) for source in sources)
-    if augment and augment.get("copies"):
+    if augment:
         train = [ex.text for ex in task_splits["train"]]
         batches = chain(batches, [("augment", augmented(train, **augment))])
     for source, texts in batches:
@@ -209,22 +209,21 @@ def pool_texts(sources: Sequence[str], read_split: Any, task_splits: Mapping[str
 def source_texts(source: str, read_split: Any, report: DistillReport) -> list[str]:
     """The texts of one `distill.unlabelled` entry: a file's (its bad rows listed in `report`) or a data config's
     training split."""
-    from senti_lit.data.sources import texts_to_predict
+    from senti_lit.data.sources import rows_to_predict  # predict's reader of a file of texts
 
     if not is_text_file(source):
         return [ex.text for ex in read_split(source)]
     try:
-        reader = texts_to_predict(source)
-        texts = [ex.text for ex in reader.read() if ex.text.strip()]
+        rows, skipped = rows_to_predict(source)
     except DataError as e:
         raise DataError(f"distill.unlabelled: {e}; a file in a dataset's own format is read by its data "
                         "config: distill.unlabelled=[pool:<config>] "
                         "\"+distill.data_overrides.pool=['data.path=FILE']\"") from None
-    if reader.bad_rows:
-        report.bad_rows[source] = [f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in reader.bad_rows]
+    if skipped:
+        report.bad_rows[source] = [f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in skipped]
         log.warning("distill.unlabelled %s: skipped %d bad rows (data.json lists them; first: %s)", source,
-                    len(reader.bad_rows), report.bad_rows[source][0])
-    return texts
+                    len(skipped), report.bad_rows[source][0])
+    return [ex.text for ex in rows]
 
 
 class DistilledDataset(Dataset):
