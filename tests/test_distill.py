@@ -236,3 +236,42 @@ def test_a_pool_in_a_datasets_own_format_is_read_by_its_data_config(teacher: Pat
     data = json.loads((tmp_path / "run" / "data.json").read_text())["distill"]
     # the config's seeded split keeps its training share (80%) of the 100 texts; none is a task text
     assert data["unlabelled"] == {"pool:chnsenticorp": 80}, data
+
+
+def write_multilabel(folder: Path) -> Path:
+    """The fake reviews as a multi-label CSV: the sentiment, plus `exclaim` when a review ends with ！ (a third)."""
+    reviews = write_reviews(folder / "reviews")
+    rows = [(text, name) for name in ("positive", "negative")
+            for text in (reviews / f"{name[:3]}.txt").read_text(encoding="utf-8").splitlines()]
+    path = folder / "multi.csv"
+    path.write_text("text,label\n" + "".join(f"{text},{name}{'|exclaim' if text.endswith('！') else ''}\n"
+                                             for text, name in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow  # a multi-label mini_bert teacher and a BERT student: ~45 s
+def test_a_bert_student_learns_a_multilabel_teacher_through_its_own_tokenizer(local_models: dict[str, Path],
+                                                                                    tmp_path: Path):
+    """Multi-label, and a student of another architecture and tokenizer than the teacher's (the tiny local BERT
+    snapshot, as minilm or e5_small would be): with alpha=1 the gold labels are never used, so all the student
+    knows comes from the teacher's per-label probabilities; it gets tuned thresholds and a working artifact."""
+    from senti_lit.inference.predictor import Predictor
+    from senti_lit.train import train
+
+    data = ["data=csv", f"data.path={write_multilabel(tmp_path)}", "data.multi_label=true",
+            "data.source.label_separator=|"]
+    train(compose_train([*data, *TINY_MODEL, "trainer.max_epochs=10"], tmp_path / "teacher"))
+    teacher = tmp_path / "teacher" / "artifact"
+    student = ["model=bert_finetune", f"model.backbone.path={local_models['bert']}", "model.optimizer.lr=3e-3",
+               "data.max_length=32", "data.batch_size=16", "trainer.accelerator=cpu", "trainer.max_epochs=8",
+               f"distill.teacher={teacher}", "distill.alpha=1.0", "distill.temperature=1"]
+    summary = train(compose_train([*data, *student], tmp_path / "student"))
+    distill = json.loads((tmp_path / "student" / "data.json").read_text())["distill"]
+    assert distill["labelled"] == 240 and distill["teacher_cached"] is False
+    # the sentiment is what the teacher knows well; guessing every text positive gives F1 0.67 (half are)
+    assert min(summary[f"{who}test/f1_{label}"] for who in ("", "teacher/") for label in ("positive", "negative")) \
+        >= 0.85, summary
+    assert set(summary["calibration"]["thresholds"]) == {"positive", "negative", "exclaim"}
+    predictor = Predictor.load(tmp_path / "student" / "artifact")
+    assert predictor.multi_label and set(predictor.names) == {"positive", "negative", "exclaim"}
+    assert "positive" in predictor.predict(["这本书很好推荐"])[0]["labels"]
