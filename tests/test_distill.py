@@ -275,3 +275,34 @@ def test_a_bert_student_learns_a_multilabel_teacher_through_its_own_tokenizer(lo
     predictor = Predictor.load(tmp_path / "student" / "artifact")
     assert predictor.multi_label and set(predictor.names) == {"positive", "negative", "exclaim"}
     assert "positive" in predictor.predict(["这本书很好推荐"])[0]["labels"]
+
+
+@pytest.mark.slow  # a LoRA BERT student, 16 epochs: ~60 s
+def test_a_lora_student_is_an_ordinary_run_its_export_and_tensorboard_included(teacher: Path, local_models: dict,
+                                                                               tmp_path: Path):
+    """A PEFT student (LoRA on the tiny local BERT, as e5_small + LoRA would be) of the mini_bert teacher: it learns,
+    TensorBoard shows the soft loss and the teacher's test metrics beside the student's, and its artifact exports
+    to a transformers folder whose pipeline gives the artifact's own probabilities."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import pipeline
+
+    from senti_lit.inference.hf_export import export_hf
+    from senti_lit.inference.predictor import Predictor
+    from senti_lit.train import train
+
+    reviews = write_reviews(tmp_path / "reviews")  # the teacher's reviews: the same split
+    student = ["model=bert_lora", f"model.backbone.path={local_models['bert']}", f"data.path={reviews}",
+               "model.method.target_modules=[query,key,value,dense]", "model.optimizer.lr=1e-2", "data.max_length=32",
+               "data.batch_size=16", "trainer.accelerator=cpu", "trainer.max_epochs=16", f"distill.teacher={teacher}"]
+    run = tmp_path / "student"
+    summary = train(compose_train(student, run))
+    assert json.loads((run / "data.json").read_text())["distill"]["labelled"] == 240
+    assert summary["test/acc"] >= 0.85 and summary["teacher/test/acc"] >= 0.85, summary
+    scalars = set(EventAccumulator(str(run / "tensorboard" / "fit")).Reload().Tags()["scalars"])
+    assert {"train/distill_loss", "teacher/test/acc", "teacher/test/macro_f1", "test/acc"} <= scalars, scalars
+    texts = ["这本书很好推荐", "质量太差不会再买", "还行吧"]
+    ours = Predictor.load(run / "artifact").predict(texts)
+    exported = export_hf(run / "artifact", tmp_path / "hf", texts)
+    for answer, theirs in zip(ours, pipeline("text-classification", model=str(exported), top_k=None,
+                                             device="cpu")(texts, truncation=True)):
+        assert {d["label"]: d["score"] for d in theirs} == pytest.approx(answer["probs"], abs=1e-4)
