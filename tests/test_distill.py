@@ -306,3 +306,24 @@ def test_a_lora_student_is_an_ordinary_run_its_export_and_tensorboard_included(t
     for answer, theirs in zip(ours, pipeline("text-classification", model=str(exported), top_k=None,
                                              device="cpu")(texts, truncation=True)):
         assert {d["label"]: d["score"] for d in theirs} == pytest.approx(answer["probs"], abs=1e-4)
+
+
+@pytest.mark.slow  # DDP: two processes, ~60 s
+def test_under_ddp_the_teacher_scores_once_and_the_second_rank_reads_the_cache(teacher: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    reviews = write_reviews(tmp_path / "reviews")
+    result = subprocess.run([sys.executable, "-m", "senti_lit.train", f"data.path={reviews}", *TINY_MODEL,
+                             "trainer.max_epochs=1", "model.mlm_warmup.epochs=0", "trainer=ddp", "trainer.devices=2",
+                             f"distill.teacher={teacher}", f"paths.cache_dir={tmp_path / 'cache'}",
+                             f"paths.log_dir={tmp_path / 'logs'}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert json.loads((run / "data.json").read_text())["distill"]["teacher_cached"] is False  # rank 0 scored
+    rank1 = (run / "train_ddp_process_1.log").read_text(encoding="utf-8")
+    assert "240 training + 0 unlabelled texts from the cache" in rank1, rank1[-2000:]
+    # the training and test texts' logits, one file each; no rank's temporary file left behind
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 and not list((tmp_path / "cache").rglob("*.tmp*"))
+    assert "teacher/test/acc" in json.loads((run / "metrics.json").read_text())
