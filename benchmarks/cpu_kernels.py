@@ -122,7 +122,7 @@ def step_overhead(steps: int = 400) -> None:
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    from senti_lit.runtime import quiet_known_warnings
+    from senti_lit.core.runtime import quiet_known_warnings
 
     quiet_known_warnings()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

@@ -55,7 +55,7 @@ def compose(config: str, path: Path, cache_dir: Path | None, *overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from senti_lit.config import CONFIG_DIR
+    from senti_lit.core.config import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra_compose("train", overrides=[
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small scale run (smoke test of the benchmark)")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from senti_lit.runtime import quiet_known_warnings
+    from senti_lit.core.runtime import quiet_known_warnings
 
     quiet_known_warnings()
     if args.one:

@@ -10,7 +10,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import save_file, save_model
 
@@ -18,12 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from senti_lit.config import CONFIG_DIR, plain  # noqa: E402
+from senti_lit.core.config import CONFIG_DIR, plain  # noqa: E402
 from senti_lit.data.labels import LabelSpace  # noqa: E402
 from senti_lit.models.builder import build_classifier, parameter_counts  # noqa: E402
 from senti_lit.models.spec import ModelSpec  # noqa: E402
 from senti_lit.models.methods import trainable_state_dict  # noqa: E402
-from senti_lit.runtime import quiet_known_warnings  # noqa: E402
+from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
 from make_table import write_markdown  # noqa: E402
 from store import git_commit, record  # noqa: E402
 from helpers.vocab import VocabOnly  # noqa: E402
@@ -48,7 +47,7 @@ def main() -> None:
             cfg = compose("train", overrides=[f"model={name}", "paths.output_dir=/tmp"]).model
             spec = ModelSpec({**plain(cfg.backbone), "path": None}, plain(cfg.method), {"head": plain(cfg.head)})
             model = build_classifier(spec, VocabOnly(spec.backbone["config"]["vocab_size"]),
-                                     LabelSpace(("negative", "positive")), optimizer=torch.optim.AdamW)
+                                     LabelSpace(("negative", "positive")))
             c = parameter_counts(model)
             save_file({k: v.detach().contiguous() for k, v in trainable_state_dict(model).items()},
                       str(folder / "trainable.safetensors"))

@@ -28,8 +28,8 @@ from make_table import write_markdown  # noqa: E402
 from senti_lit.inference.hf_export import export_hf  # noqa: E402
 from senti_lit.inference.artifact import save_artifact  # noqa: E402
 from senti_lit.inference.predictor import Predictor  # noqa: E402
-from senti_lit.runtime import quiet_known_warnings  # noqa: E402
-from senti_lit.training import build_model, prepare_data  # noqa: E402
+from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
+from senti_lit.training.steps import data_for_run, model_for_run  # noqa: E402
 from store import git_commit, record  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "emotions_in_text"
@@ -38,8 +38,8 @@ SHARED = ROOT.parent / "shared" / "data" / "emotions_in_text"
 def build(work: Path) -> tuple[Path, Path, list[str]]:
     data = ["data=emotions_in_text", f"data.path={SHARED}"] if SHARED.is_dir() else []
     cfg = compose_train(["model=minilm", "model.head.pooling=cls", *data], work / "run")
-    datamodule, tokenizer = prepare_data(cfg)
-    spec, model = build_model(cfg, datamodule, tokenizer, work)
+    datamodule, tokenizer = data_for_run(cfg)
+    spec, model = model_for_run(cfg, datamodule, tokenizer, work)
     artifact = save_artifact(work / "artifact", model.eval(), tokenizer, spec, datamodule.inputs, {}, {})
     texts = [ex.text for ex in datamodule.splits["test"]]
     return artifact, export_hf(artifact, work / "hf", texts[:16]), texts

@@ -59,13 +59,13 @@ def build(work: Path) -> tuple[Path, list[str]]:
     texts_file = work / "texts.txt"
     if not (artifact / "artifact.json").is_file() or not texts_file.is_file():
         from senti_lit.inference.artifact import save_artifact
-        from senti_lit.runtime import quiet_known_warnings
-        from senti_lit.training import build_model, prepare_data
+        from senti_lit.core.runtime import quiet_known_warnings
+        from senti_lit.training.steps import data_for_run, model_for_run
 
         quiet_known_warnings()
         cfg = compose_train(["model=minilm", "data=demo"], work / "run")
-        datamodule, tokenizer = prepare_data(cfg)
-        spec, model = build_model(cfg, datamodule, tokenizer, work)
+        datamodule, tokenizer = data_for_run(cfg)
+        spec, model = model_for_run(cfg, datamodule, tokenizer, work)
         save_artifact(artifact, model.eval(), tokenizer, spec, datamodule.inputs, {}, {})
         texts = [ex.text.replace("\n", " ") for ex in datamodule.splits["test"] if ex.text.strip()]
         texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")

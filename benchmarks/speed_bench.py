@@ -106,12 +106,12 @@ def prepare(args: argparse.Namespace, folder: Path) -> tuple[Path, Path, str]:
     """senti_lit's own split, written as train/test CSVs (label = class id) for the Trainer; the model dir the
     Trainer loads (mini_bert: a fresh model from the config, with the tokenizer senti_lit trains on this split)."""
     sys.path.insert(0, str(ROOT / "src"))
-    from senti_lit.config import CONFIG_DIR
-    from senti_lit.training import build_model, prepare_data
+    from senti_lit.core.config import CONFIG_DIR
+    from senti_lit.training.steps import data_for_run, model_for_run
 
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=common(args))
-    datamodule, tokenizer = prepare_data(cfg)
+    datamodule, tokenizer = data_for_run(cfg)
     space = datamodule.label_space
     paths = []
     for name in ("train", "test"):
@@ -126,7 +126,7 @@ def prepare(args: argparse.Namespace, folder: Path) -> tuple[Path, Path, str]:
     # the same architecture as senti_lit's mini_bert, as a transformers sequence classifier
     from transformers import AutoModelForSequenceClassification
 
-    backbone = build_model(cfg, datamodule, tokenizer, warmup=False)[1].backbone
+    backbone = model_for_run(cfg, datamodule, tokenizer, warmup=False)[1].backbone
     config = type(backbone.config).from_dict({**backbone.config.to_dict(), "num_labels": space.num_labels})
     model_dir = folder / "mini_bert"
     AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)

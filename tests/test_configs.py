@@ -11,9 +11,9 @@ import torch
 from helpers.compose import compose_train
 from hydra.utils import instantiate
 
-from senti_lit.config import CONFIG_DIR, plain
+from senti_lit.core.config import CONFIG_DIR, plain
 from senti_lit.models.spec import check_model_keys
-from senti_lit.training import instantiate_group
+from senti_lit.training.steps import instantiate_group
 
 # the groups train.yaml composes (annotator belongs to annotate.yaml: tests/test_annotate.py)
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "local",

@@ -12,7 +12,7 @@ import pytest
 from helpers.compose import compose_train
 from hydra.utils import instantiate
 
-from senti_lit.data.examples import DataError
+from senti_lit.core.errors import DataError
 
 
 def datamodule(name: str, path: Path, *overrides: str):

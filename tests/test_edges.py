@@ -135,9 +135,9 @@ def test_evaluate_checks_every_dataset_before_scoring(tmp_path: Path):
     import pytest
     from hydra import compose, initialize_config_dir
 
-    from senti_lit.config import CONFIG_DIR
-    from senti_lit.data.examples import DataError
-    from senti_lit.evaluate import run
+    from senti_lit.core.config import CONFIG_DIR
+    from senti_lit.core.errors import DataError
+    from senti_lit.inference.evaluation import run
 
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=[
@@ -159,7 +159,7 @@ def test_a_piped_sweep_report_is_readable(tmp_path: Path):
 
     from rich.console import Console
 
-    from senti_lit.report import write_report
+    from senti_lit.training.sweep_report import write_report
 
     sweep = tmp_path / "sweep"
     long = "model.optimizer.lr=0.0003 model.head.dropout=0.25 data.max_length=256"
@@ -243,7 +243,7 @@ def test_an_unreachable_hub_model_fails_in_seconds_before_the_data(tmp_path: Pat
 def test_a_missing_model_folder_is_named(tmp_path: Path, monkeypatch):
     import pytest
 
-    from senti_lit.models.locate import check_model_sources
+    from senti_lit.weights.locate import check_model_sources
 
     with pytest.raises(FileNotFoundError, match=r"model.backbone.path=/no/such/dir: no such folder"):
         check_model_sources({"backbone": {"path": "/no/such/dir"}, "tokenizer": {"path": "/no/such/dir"}})
@@ -259,7 +259,7 @@ def test_a_cached_hub_model_is_used_offline_without_retries(tmp_path: Path, monk
     does not spend a minute retrying."""
     import huggingface_hub.constants as hub
 
-    from senti_lit.models import locate
+    from senti_lit.weights import locate
 
     snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
@@ -284,18 +284,23 @@ def test_a_quick_run_scales_the_mlm_warm_up_down(tmp_path: Path, monkeypatch, ca
 
     from helpers.compose import compose_train
 
-    from senti_lit import training
+    from senti_lit.training import steps
 
     mlm = {"epochs": 20, "max_steps": 5000, "batch_size": 64}
+
+    def scaled(cfg, n_train: int) -> dict:
+        return steps.quick_run_warmup(mlm, cfg.data.get("limit_train"), n_train, cfg.data.batch_size,
+                                      cfg.trainer.get("max_epochs"))
+
     quick = compose_train(["data.limit_train=300", "trainer.max_epochs=1"], tmp_path / "q")
-    with caplog.at_level(logging.INFO, logger="senti_lit.training"):
-        assert training.quick_run_warmup(mlm, quick, 300) == {**mlm, "max_steps": 10}  # 300 / 32 -> 10 steps
+    with caplog.at_level(logging.INFO, logger="senti_lit.training.steps"):
+        assert scaled(quick, 300) == {**mlm, "max_steps": 10}  # 300 / 32 -> 10 steps
     assert "MLM warm-up scaled to at most 10 steps: data.limit_train=300" in caplog.text
-    assert training.quick_run_warmup(mlm, compose_train(["data.limit_train=3000", "trainer.max_epochs=2"],
-                                                        tmp_path / "q2"), 3000)["max_steps"] == 188
-    assert training.quick_run_warmup(mlm, compose_train([], tmp_path / "full"), 12000) == mlm
-    monkeypatch.setattr(training, "task_overrides", lambda: ["data.limit_train=300", "model.mlm_warmup.epochs=5"])
-    assert training.quick_run_warmup(mlm, quick, 300) == mlm
+    assert scaled(compose_train(["data.limit_train=3000", "trainer.max_epochs=2"], tmp_path / "q2"),
+                  3000)["max_steps"] == 188
+    assert scaled(compose_train([], tmp_path / "full"), 12000) == mlm
+    monkeypatch.setattr(steps, "task_overrides", lambda: ["data.limit_train=300", "model.mlm_warmup.epochs=5"])
+    assert scaled(quick, 300) == mlm
 
 
 def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
@@ -305,8 +310,8 @@ def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from senti_lit.config import CONFIG_DIR
-    from senti_lit.training import run_hparams
+    from senti_lit.core.config import CONFIG_DIR
+    from senti_lit.training.steps import run_hparams
 
     overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}"]
     GlobalHydra.instance().clear()

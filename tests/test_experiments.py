@@ -12,7 +12,7 @@ from helpers.compose import compose_train
 from helpers.data import FILLER, NEGATIVE, POSITIVE, write_reviews
 from helpers.models import tiny_pretrained
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.core.config import CONFIG_DIR
 from senti_lit.train import train
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))

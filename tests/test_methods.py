@@ -14,7 +14,7 @@ from helpers.models import CONFIGS, TINY, TINY_WORDS, classifier, overrides
 
 from senti_lit.models.builder import parameter_counts
 from senti_lit.train import train
-from senti_lit.training import build_model, prepare_data
+from senti_lit.training.steps import data_for_run, model_for_run
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -110,7 +110,7 @@ SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0
 def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path):
     from helpers.vocab import VocabOnly
 
-    from senti_lit.config import plain
+    from senti_lit.core.config import plain
     from senti_lit.data.labels import LabelSpace
     from senti_lit.models.backbone import build_backbone
     from senti_lit.models.methods import apply_method
@@ -120,7 +120,7 @@ def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path
     settings["path"] = None
     backbone = build_backbone(VocabOnly(settings["config"]["vocab_size"]), **settings)
     backbone = apply_method(backbone, **plain(cfg.model.method))
-    from senti_lit.models.classifier import SentimentClassifier
+    from senti_lit.training.module import SentimentClassifier
 
     model = SentimentClassifier(backbone, LabelSpace(("negative", "positive")), optimizer=torch.optim.AdamW,
                                 head=plain(cfg.model.head))
@@ -201,7 +201,7 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
             "model.chat.shots=2", "model.method.target_modules=[c_attn]"]
     cfg = compose_train([*args, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                          "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"], tmp_path / "run")
-    datamodule, tokenizer = prepare_data(cfg)
+    datamodule, tokenizer = data_for_run(cfg)
     prompt = datamodule.inputs.prompt
     assert prompt.count("<user>") == 5 and prompt.count("<assistant>") == 5  # 2 shots x 2 labels, then the text
     assert prompt.count("{text}") == 1 and prompt.endswith("<assistant>")  # the answer is the next token
@@ -249,7 +249,7 @@ def test_trainable_weights_alone_restore_the_model(name: str, local_models: dict
 
 def test_focal_loss_and_class_weights():
     from senti_lit.data.labels import LabelSpace
-    from senti_lit.models.classifier import build_loss
+    from senti_lit.models.losses import build_loss
 
     space = LabelSpace(("a", "b", "c"))
     logits, target = torch.randn(8, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0, 0])
@@ -272,8 +272,8 @@ def test_balanced_class_weights_and_gradient_checkpointing(local_models: dict[st
                                   "model.backbone.gradient_checkpointing=true", "trainer.max_epochs=1",
                                   "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
                                   "+trainer.limit_test_batches=1"), tmp_path)
-    datamodule, tokenizer = prepare_data(cfg)
-    model = build_model(cfg, datamodule, tokenizer)[1]
+    datamodule, tokenizer = data_for_run(cfg)
+    model = model_for_run(cfg, datamodule, tokenizer)[1]
     assert model.backbone.is_activation_checkpointing
     assert torch.allclose(model.loss_fn.weight, torch.tensor([1.0, 1.0]))  # the fixture is balanced: 120 / 120
     summary = train(cfg)
@@ -327,7 +327,7 @@ def test_balanced_weights_formula():
 
 def test_multilabel_focal_weights_scale_positives_like_pos_weight():
     from senti_lit.data.labels import LabelSpace
-    from senti_lit.models.classifier import build_loss
+    from senti_lit.models.losses import build_loss
 
     logits, y = torch.randn(4, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
     space = LabelSpace(("a", "b"), multi_label=True)

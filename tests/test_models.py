@@ -5,9 +5,9 @@ import torch
 from helpers.models import tiny_bert
 
 from senti_lit.data.labels import LabelSpace
-from senti_lit.models.classifier import SentimentClassifier
+from senti_lit.training.module import SentimentClassifier
 from senti_lit.models.heads import pool
-from senti_lit.models.mlm import MaskedLM
+from senti_lit.training.mlm import MaskedLM
 
 
 def test_masked_positions_only_loss_equals_full_mlm_loss():
@@ -60,7 +60,7 @@ def test_multilabel_head_uses_bce_and_multilabel_metrics():
 
 
 def test_warmup_ema_tracks_early_and_settles_at_decay():
-    from senti_lit.callbacks import warmup_ema_fn
+    from senti_lit.training.callbacks import warmup_ema_fn
 
     avg = warmup_ema_fn(0.99)
     a, x = torch.zeros(1), torch.ones(1)
@@ -75,7 +75,7 @@ def test_ema_checkpoint_keeps_averaged_weights_when_testing():
 
     from torch.optim.swa_utils import AveragedModel
 
-    from senti_lit.callbacks import WarmupEMA
+    from senti_lit.training.callbacks import WarmupEMA
 
     module = torch.nn.Linear(2, 2)
     averaged = {k: v.clone() for k, v in module.state_dict().items()}
@@ -91,7 +91,7 @@ def test_ema_checkpoint_keeps_averaged_weights_when_testing():
 
 
 def test_multilabel_metrics_on_known_probabilities():
-    from senti_lit.metrics import build_metrics, flatten
+    from senti_lit.models.metrics import build_metrics, flatten
 
     labels = LabelSpace(("a", "b"), multi_label=True)
     metrics = build_metrics(labels)

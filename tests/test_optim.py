@@ -15,7 +15,7 @@ from helpers.models import tiny_bert
 from torch.utils.data import DataLoader
 
 from senti_lit.data.labels import LabelSpace
-from senti_lit.models.classifier import SentimentClassifier
+from senti_lit.training.module import SentimentClassifier
 
 CLIP = 1e-3
 
@@ -59,7 +59,7 @@ def test_fused_adamw_trains_with_clipped_gradients(precision):
 
 RSS_AFTER_FREE = """
 import sys, torch
-from senti_lit.runtime import keep_freed_memory
+from senti_lit.core.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 x = torch.ones(64 * 2**20)  # 256 MB
 del x
@@ -82,7 +82,7 @@ def test_keep_freed_memory_keeps_a_big_freed_block_mapped():
 
 RSS_GROWTH_OVER_SHAPES = """
 import sys, torch
-from senti_lit.runtime import keep_freed_memory, limit_onednn_cache
+from senti_lit.core.runtime import keep_freed_memory, limit_onednn_cache
 keep_freed_memory()  # as the default job does
 if sys.argv[1] == "limit":
     limit_onednn_cache()
@@ -117,7 +117,7 @@ def test_batches_of_new_lengths_do_not_grow_memory():
 
 
 def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda(monkeypatch):
-    from senti_lit.config import auto_precision
+    from senti_lit.core.config import auto_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert auto_precision("cpu") == auto_precision("auto") == "32-true"
@@ -158,7 +158,7 @@ def test_fp16_with_clipping_builds_an_unfused_optimizer():
     """Under a grad scaler a fused optimiser unscales inside its step, too late for clipping: fall back."""
     from types import SimpleNamespace
 
-    from senti_lit.models.optim import can_fuse
+    from senti_lit.training.optim import can_fuse
 
     scaled = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()), gradient_clip_val=1.0)
     assert not can_fuse(scaled)

@@ -14,15 +14,15 @@ from helpers.compose import TINY_MODEL, compose_train
 from helpers.data import write_reviews
 from helpers.models import overrides
 
-from senti_lit.calibration import expected_calibration_error, fit_temperature, tune_thresholds
-from senti_lit.data.examples import DataError
+from senti_lit.models.calibration import expected_calibration_error, fit_temperature, tune_thresholds
+from senti_lit.core.errors import DataError
 from senti_lit.data.sources import texts_to_predict
 from senti_lit.inference.hf_export import NotExportable, export_hf
 from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.inference.predictor import Predictor, describe
 from senti_lit.predict import quote_free_text
 from senti_lit.train import train
-from senti_lit.training import build_model, prepare_data
+from senti_lit.training.steps import data_for_run, model_for_run
 
 
 def trained_config(root: Path):
@@ -149,8 +149,8 @@ ROUND_TRIPS = [("bert_finetune", []), ("bert_lora", []), ("gpt2_lora", []), ("be
 @pytest.mark.parametrize("name,extra", ROUND_TRIPS, ids=[n + ("+pt" if e else "") for n, e in ROUND_TRIPS])
 def test_artifact_round_trip_and_export(name: str, extra: list[str], local_models: dict, tmp_path: Path):
     cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
-    datamodule, tokenizer = prepare_data(cfg)
-    spec, model = build_model(cfg, datamodule, tokenizer, tmp_path)
+    datamodule, tokenizer = data_for_run(cfg)
+    spec, model = model_for_run(cfg, datamodule, tokenizer, tmp_path)
     torch.manual_seed(1)
     for p in model.parameters():  # "trained" weights: nothing left at its initial value
         p.data.add_(torch.randn_like(p) * 0.05)

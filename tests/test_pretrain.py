@@ -10,7 +10,7 @@ from helpers.checks import artifact_test_accuracy
 from helpers.compose import TINY_MODEL, compose_config, compose_train
 from transformers import AutoModel
 
-from senti_lit.pretrain import pretrain
+from senti_lit.training.pretraining import pretrain
 from senti_lit.train import train
 
 TINY_BACKBONE = [o for o in TINY_MODEL if o.startswith(("model.tokenizer", "model.backbone", "data.", "trainer."))]
@@ -63,8 +63,8 @@ def test_pretrain_corpus_from_several_datasets_never_holds_their_val_or_test_tex
 
     from hydra.utils import instantiate
 
-    from senti_lit.config import data_config
-    from senti_lit.pretrain import corpus
+    from senti_lit.core.config import data_config
+    from senti_lit.training.pretraining import corpus
 
     demo = [t for name in ("pos", "neg") for t in (reviews_dir / f"{name}.txt").read_text("utf-8").split("\n") if t]
     hotel = tmp_path / "hotel"
@@ -94,8 +94,8 @@ def test_pretrain_corpus_from_several_datasets_never_holds_their_val_or_test_tex
 def test_pretrain_data_overrides_must_name_a_dataset(tmp_path: Path):
     import pytest
 
-    from senti_lit.data.examples import DataError
-    from senti_lit.pretrain import corpus
+    from senti_lit.core.errors import DataError
+    from senti_lit.training.pretraining import corpus
 
     cfg = compose_pretrain(["datasets=[demo]", "+data_overrides.weibo=['data.path=x']"], tmp_path)
     with pytest.raises(DataError, match=r"data_overrides: \['weibo'\] not in datasets"):
@@ -105,8 +105,8 @@ def test_pretrain_data_overrides_must_name_a_dataset(tmp_path: Path):
 def test_pretrain_corpus_options_that_conflict_are_refused(tmp_path: Path):
     import pytest
 
-    from senti_lit.data.examples import DataError
-    from senti_lit.pretrain import corpus
+    from senti_lit.core.errors import DataError
+    from senti_lit.training.pretraining import corpus
 
     with pytest.raises(DataError, match="a name twice"):
         corpus(compose_pretrain(["datasets=[demo,demo]"], tmp_path))

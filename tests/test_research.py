@@ -18,16 +18,16 @@ from hydra.utils import instantiate
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
 
-from senti_lit.augmentation import run as augment
+from senti_lit.training.augmentation import run as augment
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.data.examples import DataError
+from senti_lit.core.errors import DataError
 from senti_lit.data.mix import MixSource
 from senti_lit.data.vocabulary import add_whole_words, init_whole_words
-from senti_lit.evaluate import run as evaluate
+from senti_lit.inference.evaluation import run as evaluate
 from senti_lit.inference.predictor import Predictor
 from senti_lit.models.heads import OneVsRestHead
 from senti_lit.train import train
-from senti_lit.training import build_model, prepare_data
+from senti_lit.training.steps import data_for_run, model_for_run
 
 # fp32 training: the test metrics then equal what the (fp32) Predictor computes, example for example
 QUIET = ["callbacks.rich_progress_bar=null", "model.mlm_warmup.epochs=0", "trainer.precision=32-true"]
@@ -97,9 +97,9 @@ def test_embeddings_grow_with_mean_of_pieces_and_train(local_models: dict, tmp_p
     cfg = compose_train(overrides("bert_finetune", local_models, *QUIET, "data.tokenizer.keep_whole=['非常满意','很失望']",
                                   "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
                                   "+trainer.limit_val_batches=1"), tmp_path / "run")
-    datamodule, tokenizer = prepare_data(cfg)
+    datamodule, tokenizer = data_for_run(cfg)
     assert set(datamodule.added_words) == set(words)
-    model = build_model(cfg, datamodule, tokenizer)[1]
+    model = model_for_run(cfg, datamodule, tokenizer)[1]
     embeddings = model.backbone.get_input_embeddings().weight
     assert embeddings.size(0) == len(tokenizer)
     for word, ids in datamodule.added_words.items():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from senti_lit.data.inputs import InputSpec
-from senti_lit.files import atomic_write
+from senti_lit.core.files import atomic_write
 from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.inference.predictor import Predictor
 from senti_lit.models.spec import ModelSpec
@@ -96,10 +96,10 @@ def test_the_data_cache_holds_no_pickle(tmp_path: Path, reviews_dir: Path):
     from helpers.compose import TINY_MODEL, compose_train
     from hydra.utils import instantiate
 
-    from senti_lit.training import prepare_data
+    from senti_lit.training.steps import data_for_run
 
     cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL], tmp_path / "run")
-    datamodule, _ = prepare_data(cfg)
+    datamodule, _ = data_for_run(cfg)
     folder = datamodule.cache_folder()
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert "examples.json" in files and any(f.endswith(".npz") for f in files), files

@@ -25,7 +25,7 @@ from speed_bench import (  # noqa: E402
     records,
 )
 
-from senti_lit.config import CONFIG_DIR  # noqa: E402
+from senti_lit.core.config import CONFIG_DIR  # noqa: E402
 
 
 def test_jobs_subset_keeps_the_canonical_order_and_refuses_what_the_ratios_lack():

@@ -14,7 +14,7 @@ from helpers.compose import TINY_MODEL
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.core.config import CONFIG_DIR
 from senti_lit.inference.predictor import Predictor
 
 
@@ -110,7 +110,7 @@ def test_parallel_launcher_runs_jobs_and_slurm_composes(reviews_dir: Path, tmp_p
 
 
 def test_report_groups_the_folds_of_a_cross_validation_like_seeds():
-    from senti_lit.report import group
+    from senti_lit.training.sweep_report import group
 
     rows = [{"overrides": f"data=ocemotion data.split.folds=5 data.split.fold={k}", "status": "ok", "best": acc,
              "test/acc": acc} for k, acc in enumerate([0.5, 0.6, 0.7])]

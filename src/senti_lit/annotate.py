@@ -10,9 +10,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.core.config import CONFIG_DIR
+from senti_lit.core.runtime import user_errors
 from senti_lit.data.annotation import AnnotationFailed, run
-from senti_lit.runtime import user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="annotate")

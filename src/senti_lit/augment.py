@@ -1,21 +1,21 @@
 """`python -m senti_lit.augment data=... lm.path=...`: synthetic training texts from a causal LM, filtered by a
 trained classifier, written as a CSV that `data.augment.path` mixes into the training split
-(how: `senti_lit.augmentation`).
+(how: `senti_lit.training.augmentation`).
 """
 from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig
 
-from senti_lit.config import CONFIG_DIR
-from senti_lit.runtime import user_errors
+from senti_lit.core.config import CONFIG_DIR
+from senti_lit.core.runtime import user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="augment")
 @user_errors
 def main(cfg: DictConfig) -> None:
     # imported here: `--help` and Tab completion answer without loading torch, transformers and Lightning (seconds)
-    from senti_lit.augmentation import run
+    from senti_lit.training.augmentation import run
 
     run(cfg)
 

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from senti_lit.models import e5_build
+from senti_lit.weights import e5_build
 
 
 def parser() -> argparse.ArgumentParser:

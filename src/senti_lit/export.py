@@ -9,8 +9,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from senti_lit.config import CONFIG_DIR
-from senti_lit.runtime import quiet_known_warnings, user_errors
+from senti_lit.core.config import CONFIG_DIR
+from senti_lit.core.runtime import quiet_known_warnings, user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from senti_lit.config import CONFIG_DIR, plain
-from senti_lit.runtime import limit_onednn_cache, quiet_known_warnings, user_errors
+from senti_lit.core.config import CONFIG_DIR, plain
+from senti_lit.core.runtime import limit_onednn_cache, quiet_known_warnings, user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")

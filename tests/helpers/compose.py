@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from senti_lit.config import CONFIG_DIR
+from senti_lit.core.config import CONFIG_DIR
 
 # A model small enough to train in seconds: same code path as mini_bert, tiny dimensions.
 TINY_MODEL = [

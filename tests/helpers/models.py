@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 
 from helpers.compose import compose_train
 from senti_lit.data.tokenization import train_tokenizer
-from senti_lit.training import build_model, prepare_data
+from senti_lit.training.steps import data_for_run, model_for_run
 
 
 def tiny_bert() -> BertModel:
@@ -61,6 +61,6 @@ def overrides(name: str, local_models: dict[str, Path], *extra: str) -> list[str
 def classifier(name: str, local_models: dict[str, Path], tmp_path: Path, *extra: str):
     """The untrained classifier of model config `name` on its tiny local model, and its prepared data module."""
     cfg = compose_train(overrides(name, local_models, *extra), tmp_path)
-    datamodule, tokenizer = prepare_data(cfg)
+    datamodule, tokenizer = data_for_run(cfg)
     torch.manual_seed(0)
-    return build_model(cfg, datamodule, tokenizer, tmp_path)[1], datamodule
+    return model_for_run(cfg, datamodule, tokenizer, tmp_path)[1], datamodule

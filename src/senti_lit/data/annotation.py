@@ -29,9 +29,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import Progress
 
-from senti_lit.config import plain
-from senti_lit.files import atomic_write
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.core.config import plain
+from senti_lit.core.files import atomic_write
+from senti_lit.core.runtime import quiet_known_warnings
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class LocalCausalLM:
                  trust_remote_code: bool = False) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from senti_lit.files import resolve_path
+        from senti_lit.core.files import resolve_path
 
         self.model = str(path)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_path(path), trust_remote_code=trust_remote_code)

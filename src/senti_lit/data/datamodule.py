@@ -19,10 +19,11 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from senti_lit.config import plain
+from senti_lit.core.config import plain
+from senti_lit.core.errors import DataError
 from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, duplicate_key, label_histogram
 from senti_lit.data.encoding import EncodedDataset, digest, files_digest, load_json, save_json, tokenizer_digest
-from senti_lit.data.examples import DataError, Example
+from senti_lit.data.examples import Example
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace

@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from senti_lit.files import atomic_write
+from senti_lit.core.files import atomic_write
 
 CHUNK = 8192  # texts per tokenizer call: the per-token Python ints of one chunk are all that is ever alive
 

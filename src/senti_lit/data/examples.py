@@ -1,11 +1,7 @@
-"""What every reader yields (`Example`) and what bad input raises (`DataError`)."""
+"""What every reader yields (`Example`); bad input raises `senti_lit.core.errors.DataError`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the row and the fix."""
 
 
 @dataclass(frozen=True, slots=True)  # slots: a million examples cost ~100 MB less

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from senti_lit.data.examples import DataError, Example
+from senti_lit.core.errors import DataError
+from senti_lit.data.examples import Example
 
 DEFAULT_SPLITS = {"train": "train", "validation": "val", "test": "test"}
 

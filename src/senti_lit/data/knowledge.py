@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from senti_lit.core.errors import DataError
 from senti_lit.data.encoding import files_digest
-from senti_lit.data.examples import DataError, Example
+from senti_lit.data.examples import Example
 from senti_lit.data.inputs import mask, word_pattern
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.sources import read_lines

@@ -16,8 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from senti_lit.config import plain
-from senti_lit.data.examples import DataError, Example
+from senti_lit.core.config import plain
+from senti_lit.core.errors import DataError
+from senti_lit.data.examples import Example
 from senti_lit.data.hub import HubSource
 from senti_lit.data.sources import TableSource, detect_encoding, read_lines, sniff_format
 

@@ -11,7 +11,8 @@ import logging
 from collections import Counter
 from typing import Any, Iterator, Mapping, Sequence
 
-from senti_lit.data.examples import DataError, Example
+from senti_lit.core.errors import DataError
+from senti_lit.data.examples import Example
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import ast
 import codecs
 import csv
-import json
 import importlib.util
+import json
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from senti_lit.data.examples import DataError, Example
+from senti_lit.core.errors import DataError
+from senti_lit.data.examples import Example
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:

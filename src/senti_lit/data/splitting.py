@@ -10,8 +10,9 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from senti_lit.core.errors import DataError
 from senti_lit.data.cleaning import duplicate_key
-from senti_lit.data.examples import DataError, Example
+from senti_lit.data.examples import Example
 
 SPLITS = ("train", "val", "test")
 

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from senti_lit.files import resolve_path
+from senti_lit.core.files import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def build_tokenizer(
         raise ValueError("model.tokenizer needs either `path` (Hub id or local dir) or `train` settings")
     if cache_dir is None:
         return train_tokenizer(list(texts), **train)
-    from senti_lit.config import plain
+    from senti_lit.core.config import plain
     from senti_lit.data.encoding import digest  # the cache keys' hashing
 
     folder = Path(cache_dir) / f"tokenizer-{digest(plain(train))}"

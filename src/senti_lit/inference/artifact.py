@@ -23,10 +23,10 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import PreTrainedTokenizerBase
 
 import senti_lit
+from senti_lit.core.files import umask_mode, write_json
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.tokenization import build_tokenizer
-from senti_lit.files import umask_mode, write_json
 from senti_lit.models.builder import build_classifier
 from senti_lit.models.methods import load_trainable, trainable_state_dict
 from senti_lit.models.network import ClassifierNet, TextClassifier

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from senti_lit.files import umask_mode, write_json
+from senti_lit.core.files import umask_mode, write_json
 from senti_lit.inference.artifact import base_config, load_artifact
 from senti_lit.models.heads import OneVsRestHead, VerbalizerHead
 from senti_lit.models.methods import merge_lora

@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.progress import track
 from transformers import DataCollatorWithPadding
 
-from senti_lit.config import plain
+from senti_lit.core.config import plain
+from senti_lit.core.runtime import cpu_has_native_bf16
 from senti_lit.data.encoding import EncodedDataset
 from senti_lit.inference.artifact import input_spec, load_artifact
 from senti_lit.models.network import decision_thresholds
-from senti_lit.runtime import cpu_has_native_bf16
 
 
 def bf16_supported(device: str) -> bool:

@@ -26,8 +26,8 @@ class SentimentAPI(ls.LitAPI):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         import torch
 
+        from senti_lit.core.runtime import quiet_known_warnings
         from senti_lit.inference.predictor import Predictor
-        from senti_lit.runtime import quiet_known_warnings
 
         quiet_known_warnings()
         if self.threads:

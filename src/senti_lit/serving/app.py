@@ -173,7 +173,7 @@ def read_upload(file: UploadFile = File(..., description="a .txt (a text per lin
                 text_column: str = Form("text")) -> dict[str, Any]:
     """The rows of an uploaded file as `senti_lit.predict input=` reads them (same reader: encodings, line
     numbers, bad-row rules), for the page to send to /predict; the skipped rows with their line numbers."""
-    from senti_lit.data.examples import DataError
+    from senti_lit.core.errors import DataError
     from senti_lit.data.sources import rows_to_predict
 
     name = Path(file.filename or "upload.txt").name

@@ -92,7 +92,7 @@ def limit_onednn_cache(capacity: int = ONEDNN_CACHE) -> None:
 def user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     """A command's task (inside `@hydra.main`): a known user error (bad data, a missing file or model, a bad value)
     prints its message in one line and exits 1; the traceback only with HYDRA_FULL_ERROR=1 or hydra.verbose."""
-    from senti_lit.data.examples import DataError
+    from senti_lit.core.errors import DataError
 
     @functools.wraps(task)
     def run(cfg: Any) -> Any:

@@ -23,12 +23,12 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, get_scheduler
 
-from senti_lit.config import plain
+from senti_lit.core.config import plain
+from senti_lit.core.files import resolve_path, write_json
+from senti_lit.core.runtime import quiet_known_warnings
 from senti_lit.data.cleaning import TextNormalizer
 from senti_lit.data.tokenization import build_tokenizer
-from senti_lit.files import resolve_path, write_json
-from senti_lit.models.optim import FusedClipping, can_fuse
-from senti_lit.runtime import quiet_known_warnings
+from senti_lit.training.optim import FusedClipping, can_fuse
 
 log = logging.getLogger(__name__)
 

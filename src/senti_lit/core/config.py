@@ -8,7 +8,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def config_dir() -> str:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package (senti_lit/), above core/
     for candidate in (here / "conf", here.parents[1] / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
@@ -74,7 +74,7 @@ def auto_precision(accelerator: str = "auto", hidden_size: int | None = None) ->
     docs/performance.md)."""
     import torch
 
-    from senti_lit.runtime import cpu_has_native_bf16
+    from senti_lit.core.runtime import cpu_has_native_bf16
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
@@ -122,7 +122,7 @@ def named_datasets(entries: Sequence[str], overrides: Mapping[str, Sequence[str]
     """{name: (data config, its overrides)} of `entries`, each `config` or `name:config` (one config's data read
     twice with other files, e.g. `htl:chnsenticorp`), with `overrides` keyed by name. `key`/`overrides_key`: where
     the user wrote them, for the errors."""
-    from senti_lit.data.examples import DataError
+    from senti_lit.core.errors import DataError
 
     pairs = [(dataset_name(e), e.split(":", 1)[-1]) for e in entries]
     named = dict(pairs)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, get_scheduler
 
-from senti_lit.files import write_json
+from senti_lit.core.files import write_json
 from senti_lit.models.fast_dropout import fast_dropout_if
-from senti_lit.models.optim import FusedClipping, can_fuse, weight_decay_groups
+from senti_lit.training.optim import FusedClipping, can_fuse, weight_decay_groups
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from senti_lit.core.errors import DataError
 from senti_lit.data.cleaning import duplicate_key
 from senti_lit.data.encoding import EncodedDataset, digest, file_digest
-from senti_lit.data.examples import DataError
 from senti_lit.data.labels import LabelSpace
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Teacher:
     def test_metrics(self, test: Sequence[Any]) -> dict[str, float]:
         """The teacher's metrics on the task's test split with its own calibration and decision rule (what the
         student is compared with), as `teacher/test/...`."""
-        from senti_lit.metrics import build_metrics, flatten
+        from senti_lit.models.metrics import build_metrics, flatten
 
         if not test:
             return {}
@@ -256,18 +256,6 @@ class DistilledDataset(Dataset):
     def without_labels(self) -> EncodedDataset:
         """The MLM warm-up's texts: the labelled training split only, as without distillation."""
         return self.labelled.without_labels()
-
-
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
-                      multi_label: bool) -> torch.Tensor:
-    """T^2 * KL(teacher_T || student_T) averaged over the batch (Hinton et al. 2015: T^2 keeps the gradient scale
-    of the soft term independent of T), or for multi-label T^2 * BCE(student_T, teacher_T) per label."""
-    t = temperature
-    if multi_label:
-        return torch.nn.functional.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t)) * t * t
-    log_p = torch.log_softmax(student / t, dim=-1)
-    q = torch.softmax(teacher / t, dim=-1)
-    return torch.nn.functional.kl_div(log_p, q, reduction="batchmean") * t * t
 
 
 def attach(datamodule: Any, settings: Mapping[str, Any], cache_dir: Path | None,

@@ -8,55 +8,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, get_scheduler
 
-from senti_lit.calibration import expected_calibration_error
 from senti_lit.data.labels import LabelSpace
-from senti_lit.metrics import build_metrics, confusion_figure, flatten
+from senti_lit.models.calibration import expected_calibration_error
+from senti_lit.models.losses import build_loss, distillation_loss
+from senti_lit.models.metrics import build_metrics, confusion_figure, flatten
 from senti_lit.models.network import ClassifierNet
-from senti_lit.models.optim import FusedClipping, can_fuse, weight_decay_groups
-
-
-class FocalLoss(nn.Module):
-    """Focal loss (Lin et al. 2017): cross-entropy (or per-label BCE) scaled by (1 - p_true)^gamma, so confident
-    examples count less. No library in the stack has it for softmax and sigmoid alike."""
-
-    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, multi_label: bool = False) -> None:
-        super().__init__()
-        self.gamma, self.multi_label = gamma, multi_label
-        self.register_buffer("weight", weight)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.multi_label:
-            bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            p_true = torch.exp(-bce)
-            loss = (1 - p_true) ** self.gamma * bce
-            if self.weight is not None:  # like BCE's pos_weight: the weight scales the positive term only
-                loss = loss * (1 + (self.weight - 1) * target)
-            return loss.mean()
-        ce = nn.functional.cross_entropy(logits, target, reduction="none")
-        p_true = torch.exp(-ce)
-        loss = (1 - p_true) ** self.gamma * ce
-        if self.weight is None:
-            return loss.mean()
-        w = self.weight[target]
-        return (loss * w).sum() / w.sum()
-
-
-def build_loss(label_space: LabelSpace, name: str = "ce", class_weights: list[float] | None = None,
-               gamma: float = 2.0, label_smoothing: float = 0.0) -> nn.Module:
-    """ce (softmax cross-entropy, or BCE per label for multi-label) | focal; optional per-class weights (for
-    multi-label, the positive-class weight of each label)."""
-    weight = torch.tensor(class_weights, dtype=torch.float) if class_weights is not None else None
-    if weight is not None and len(weight) != label_space.num_labels:
-        raise ValueError(f"model.loss.class_weights has {len(weight)} values for {label_space.num_labels} labels")
-    if name == "focal":
-        if label_smoothing:
-            raise ValueError("model.label_smoothing applies to the ce loss only; set it to 0 with focal")
-        return FocalLoss(gamma, weight, label_space.multi_label)
-    if name != "ce":
-        raise ValueError(f"model.loss.name must be 'ce' or 'focal', got {name!r}")
-    if label_space.multi_label:
-        return nn.BCEWithLogitsLoss(pos_weight=weight)
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+from senti_lit.training.optim import FusedClipping, can_fuse, weight_decay_groups
 
 
 class SentimentClassifier(ClassifierNet, FusedClipping, L.LightningModule):
@@ -143,13 +100,11 @@ class SentimentClassifier(ClassifierNet, FusedClipping, L.LightningModule):
 
     def set_distillation(self, alpha: float, temperature: float) -> None:
         """Train on `(1 - alpha) * loss(gold) + alpha * T^2 * KL(teacher_T || student_T)` where a batch carries
-        `teacher_logits` (see `senti_lit.distillation`)."""
+        `teacher_logits` (see `senti_lit.training.distillation`)."""
         self.distill = {"alpha": float(alpha), "temperature": float(temperature)}
 
     def _distilled_loss(self, logits: torch.Tensor, labels: torch.Tensor,
                         batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        from senti_lit.distillation import distillation_loss
-
         settings = getattr(self, "distill", None) or {"alpha": 0.5, "temperature": 1.0}
         alpha = settings["alpha"]
         gold = batch["has_label"].bool()
