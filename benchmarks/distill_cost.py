@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from make_table import write_markdown  # noqa: E402
-from senti_lit.inference.predictor import Predictor  # noqa: E402
 from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
+from senti_lit.inference.predictor import Predictor  # noqa: E402
 from store import git_commit, record  # noqa: E402
 
 

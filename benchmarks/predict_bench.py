@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from helpers.compose import compose_train  # noqa: E402
 from make_table import write_markdown  # noqa: E402
-from senti_lit.inference.hf_export import export_hf  # noqa: E402
-from senti_lit.inference.artifact import save_artifact  # noqa: E402
-from senti_lit.inference.predictor import Predictor  # noqa: E402
 from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
+from senti_lit.inference.artifact import save_artifact  # noqa: E402
+from senti_lit.inference.hf_export import export_hf  # noqa: E402
+from senti_lit.inference.predictor import Predictor  # noqa: E402
 from senti_lit.training.steps import data_for_run, model_for_run  # noqa: E402
 from store import git_commit, record  # noqa: E402
 

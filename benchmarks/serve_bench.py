@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+
 from helpers.compose import compose_train  # noqa: E402
 from helpers.serving import start_server  # noqa: E402
 from make_table import write_markdown  # noqa: E402
@@ -58,8 +59,8 @@ def build(work: Path) -> tuple[Path, list[str]]:
     artifact = work / "artifact"
     texts_file = work / "texts.txt"
     if not (artifact / "artifact.json").is_file() or not texts_file.is_file():
-        from senti_lit.inference.artifact import save_artifact
         from senti_lit.core.runtime import quiet_known_warnings
+        from senti_lit.inference.artifact import save_artifact
         from senti_lit.training.steps import data_for_run, model_for_run
 
         quiet_known_warnings()

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers.compose import compose_config
 from hydra.utils import instantiate
 
+from helpers.compose import compose_config
 from senti_lit.data.annotation import AnnotationFailed, LocalCausalLM, build_messages, run
 from senti_lit.data.knowledge import Knowledge
 from senti_lit.data.labels import LabelSpace

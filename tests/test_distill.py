@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from helpers.compose import TINY_MODEL, compose_train
 from helpers.data import write_reviews
-
 from senti_lit.data.encoding import EncodedDataset
 from senti_lit.data.examples import Example
 from senti_lit.models.losses import distillation_loss

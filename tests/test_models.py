@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.models import tiny_bert
 
+from helpers.models import tiny_bert
 from senti_lit.data.labels import LabelSpace
-from senti_lit.training.module import SentimentClassifier
 from senti_lit.models.heads import pool
 from senti_lit.training.mlm import MaskedLM
+from senti_lit.training.module import SentimentClassifier
 
 
 def test_masked_positions_only_loss_equals_full_mlm_loss():

@@ -10,10 +10,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers.compose import compose_config, compose_train
-from helpers.models import tiny_bert
 from torch.utils.data import DataLoader
 
+from helpers.compose import compose_config, compose_train
+from helpers.models import tiny_bert
 from senti_lit.data.labels import LabelSpace
 from senti_lit.training.module import SentimentClassifier
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers.checks import artifact_test_accuracy
 from helpers.compose import TINY_MODEL, compose_train
 from helpers.data import write_reviews
 from helpers.models import overrides
-
-from senti_lit.models.calibration import expected_calibration_error, fit_temperature, tune_thresholds
 from senti_lit.core.errors import DataError
 from senti_lit.data.sources import texts_to_predict
-from senti_lit.inference.hf_export import NotExportable, export_hf
 from senti_lit.inference.artifact import load_artifact, save_artifact
+from senti_lit.inference.hf_export import NotExportable, export_hf
 from senti_lit.inference.predictor import Predictor, describe
+from senti_lit.models.calibration import expected_calibration_error, fit_temperature, tune_thresholds
 from senti_lit.predict import quote_free_text
 from senti_lit.train import train
 from senti_lit.training.steps import data_for_run, model_for_run

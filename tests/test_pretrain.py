@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.checks import artifact_test_accuracy
-from helpers.compose import TINY_MODEL, compose_config, compose_train
 from transformers import AutoModel
 
-from senti_lit.training.pretraining import pretrain
+from helpers.checks import artifact_test_accuracy
+from helpers.compose import TINY_MODEL, compose_config, compose_train
 from senti_lit.train import train
+from senti_lit.training.pretraining import pretrain
 
 TINY_BACKBONE = [o for o in TINY_MODEL if o.startswith(("model.tokenizer", "model.backbone", "data.", "trainer."))]
 

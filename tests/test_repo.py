@@ -75,3 +75,102 @@ def test_every_benchmark_script_imports():
             f"{str(root / 'src')!r}]\nfor name in {names}: __import__(name)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# The package's layers, bottom first: a module may import its own layer and the ones below, never one above. The
+# commands (modules at the package root) sit on top; nothing imports them. Written once, here.
+LAYERS = ("core", "weights", "data", "models", "inference", "training", "serving")
+PACKAGE = ROOT / "src" / "senti_lit"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    """LAYERS index of a senti_lit module; len(LAYERS) for a command; -1 for the package itself (its version)."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1
+    return LAYERS.index(parts[1]) if parts[1] in LAYERS else len(LAYERS)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every senti_lit module -> the senti_lit modules it imports anywhere in it (lazy imports inside functions
+    too: they tie the modules all the same). `from a import b` counts as a.b when that is a module."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("senti_lit"):
+                subs = {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+                targets |= subs or {node.module}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("senti_lit")}
+        targets |= {m for m in imported_modules(path) if m.startswith("senti_lit")}
+        graph[name] = {t for t in targets if t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_and_no_import_from_a_lower_layer_to_a_higher_one():
+    graph = import_graph()
+    assert len(graph) > 40 and "senti_lit.training.steps" in graph["senti_lit.train"]  # the graph is read
+    assert not cycles(graph), f"import circles: {cycles(graph)}"
+    upward = sorted(f"{m} ({LAYERS[layer_of(m)]}) imports {t}" for m, ts in graph.items() for t in ts
+                    if 0 <= layer_of(m) < layer_of(t))
+    assert not upward, "imports from a lower layer to a higher one (tests/test_repo.py LAYERS): " + "; ".join(upward)
+
+
+def test_the_layer_check_finds_a_circle_and_an_upward_import():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert layer_of("senti_lit.models.builder") < layer_of("senti_lit.training.steps") < layer_of("senti_lit.train")
+
+
+def test_the_package_root_holds_only_commands():
+    """Each root module is a command: `python -m senti_lit.<name>` (a `__main__` guard) with a `main`; the library
+    lives in the layer packages."""
+    packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert packages == set(LAYERS), f"packages {sorted(packages)} vs LAYERS {LAYERS}: add the new one to LAYERS"
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert 'if __name__ == "__main__":' in text and "def main(" in text, f"{path.name} is not a command"
+        tree = ast.parse(text)
+        functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+        classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+        assert not classes and len(functions) <= 4, f"{path.name}: library code at the root ({functions + classes})"

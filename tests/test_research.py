@@ -10,23 +10,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.checks import artifact_test_accuracy
-from helpers.compose import TINY_MODEL, compose_config, compose_train
-from helpers.data import NEGATIVE, POSITIVE, review, write_reviews
-from helpers.models import overrides
 from hydra.utils import instantiate
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
 
-from senti_lit.training.augmentation import run as augment
-from senti_lit.data.datamodule import TextClassificationDataModule
+from helpers.checks import artifact_test_accuracy
+from helpers.compose import TINY_MODEL, compose_config, compose_train
+from helpers.data import NEGATIVE, POSITIVE, review, write_reviews
+from helpers.models import overrides
 from senti_lit.core.errors import DataError
+from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.mix import MixSource
 from senti_lit.data.vocabulary import add_whole_words, init_whole_words
 from senti_lit.inference.evaluation import run as evaluate
 from senti_lit.inference.predictor import Predictor
 from senti_lit.models.heads import OneVsRestHead
 from senti_lit.train import train
+from senti_lit.training.augmentation import run as augment
 from senti_lit.training.steps import data_for_run, model_for_run
 
 # fp32 training: the test metrics then equal what the (fp32) Predictor computes, example for example

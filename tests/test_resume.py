@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.compose import TINY_MODEL, compose_train
 from omegaconf import OmegaConf
 
+from helpers.compose import TINY_MODEL, compose_train
 from senti_lit.core.config import resume_run_dir
-from senti_lit.training.resume import AtomicCheckpointIO, resume_checkpoint
 from senti_lit.train import train
+from senti_lit.training.resume import AtomicCheckpointIO, resume_checkpoint
 
 TESTS = Path(__file__).parent  # on the subprocess's path: its callback is helpers.kill_once.KillOnce
 

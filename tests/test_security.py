@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from senti_lit.data.inputs import InputSpec
 from senti_lit.core.files import atomic_write
+from senti_lit.data.inputs import InputSpec
 from senti_lit.inference.artifact import load_artifact, save_artifact
 from senti_lit.inference.predictor import Predictor
 from senti_lit.models.spec import ModelSpec
@@ -78,7 +78,6 @@ class Payload:
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, reviews_dir: Path):
     from helpers.compose import TINY_MODEL, compose_train
-
     from senti_lit.train import train
 
     marker, ckpt = tmp_path / "ran.txt", tmp_path / "evil.ckpt"
@@ -93,9 +92,9 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, reviews_dir
 def test_the_data_cache_holds_no_pickle(tmp_path: Path, reviews_dir: Path):
     """The cache folder may be shared: what is in it is read as data (JSON, numpy without pickle), never run."""
     import numpy as np
-    from helpers.compose import TINY_MODEL, compose_train
     from hydra.utils import instantiate
 
+    from helpers.compose import TINY_MODEL, compose_train
     from senti_lit.training.steps import data_for_run
 
     cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL], tmp_path / "run")

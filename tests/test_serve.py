@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers.serving import HOST, free_port, running_server, start_server
 
+from helpers.serving import HOST, free_port, running_server, start_server
 from senti_lit.inference.predictor import Predictor
 from senti_lit.serving.schema import Limits, PredictRequest
 
@@ -264,7 +264,8 @@ def slow_exit(self, *args, **kwargs):  # a loaded machine: the process exits sec
 ls.LitServer._perform_graceful_shutdown = slow_exit
 if __name__ == "__main__":
     from senti_lit.serving.app import serve
-    serve({artifact!r}, port={port}, log_level="warning")
+    from senti_lit.serving.options import ServeOptions
+    serve(ServeOptions(artifact={artifact!r}, port={port}, log_level="warning"))
 """
 
 

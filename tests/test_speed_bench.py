@@ -10,7 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from hydra import compose, initialize_config_dir  # noqa: E402
+
 from make_table import cell  # noqa: E402
+from senti_lit.core.config import CONFIG_DIR  # noqa: E402
 from speed_bench import (  # noqa: E402
     GAP,
     JOBS,
@@ -24,8 +26,6 @@ from speed_bench import (  # noqa: E402
     positive,
     records,
 )
-
-from senti_lit.core.config import CONFIG_DIR  # noqa: E402
 
 
 def test_jobs_subset_keeps_the_canonical_order_and_refuses_what_the_ratios_lack():

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.compose import TINY_MODEL
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from helpers.compose import TINY_MODEL
 from senti_lit.core.config import CONFIG_DIR
 from senti_lit.inference.predictor import Predictor
 

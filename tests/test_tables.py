@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.core.errors import DataError
+from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.sources import TableSource
 
 

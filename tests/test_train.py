@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers.checks import artifact_test_accuracy
 from helpers.compose import TINY_MODEL, compose_train
-
 from senti_lit.train import train
 
 

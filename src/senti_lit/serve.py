@@ -10,10 +10,14 @@ The server itself is senti_lit.serving (LitServe); this module only reads the co
 from __future__ import annotations
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from senti_lit.core.config import CONFIG_DIR, plain
 from senti_lit.core.runtime import limit_onednn_cache, quiet_known_warnings, user_errors
+from senti_lit.serving.options import ServeOptions
+
+ConfigStore.instance().store(name="serve_options", node=ServeOptions)  # conf/serve.yaml's schema and defaults
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
@@ -26,12 +30,7 @@ def run(cfg: DictConfig) -> None:
     except ImportError as e:
         raise SystemExit(f"error: serving needs the serve extra ({e.name} is missing): "
                          "pip install 'senti_lit[serve]' (make install installs it)") from None
-    serve(cfg.artifact, host=str(cfg.host), port=int(cfg.port), log_level=str(cfg.log_level), device=str(cfg.device),
-          workers=int(cfg.workers), threads=cfg.threads, max_batch_size=int(cfg.max_batch_size),
-          batch_timeout=float(cfg.batch_timeout), batch_size=int(cfg.batch_size), timeout=float(cfg.timeout),
-          max_texts=int(cfg.max_texts), max_chars=int(cfg.max_chars), max_body_mb=float(cfg.max_body_mb),
-          api_key_env=cfg.api_key_env, trust_remote_code=bool(cfg.trust_remote_code),
-          threshold=plain(cfg.threshold), precision=str(cfg.precision))
+    serve(ServeOptions.of(plain(cfg)))
 
 
 def main() -> None:

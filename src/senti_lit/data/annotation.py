@@ -118,7 +118,7 @@ class LocalCausalLM:
                  trust_remote_code: bool = False) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from senti_lit.core.files import resolve_path
+        from senti_lit.weights.paths import resolve_path
 
         self.model = str(path)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_path(path), trust_remote_code=trust_remote_code)

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from senti_lit.core.files import resolve_path
+from senti_lit.weights.paths import resolve_path
 
 log = logging.getLogger(__name__)
 

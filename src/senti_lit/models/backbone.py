@@ -15,7 +15,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from senti_lit.core.files import resolve_path
+from senti_lit.weights.paths import resolve_path
 
 log = logging.getLogger(__name__)
 

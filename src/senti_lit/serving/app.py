@@ -26,7 +26,6 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-import litserve as ls
 from fastapi import File, Form, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +34,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from senti_lit.serving.api import SentimentAPI
+from senti_lit.serving.litserve_private import OrderedShutdown
+from senti_lit.serving.options import ServeOptions
 from senti_lit.serving.schema import LIMIT, Limits, PredictRequest
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-class Server(ls.LitServer):
+class Server(OrderedShutdown):
     """LitServer with the page, file reading, error answers and an ordered shutdown (module docstring)."""
 
     def __init__(self, api: SentimentAPI, *, info: dict[str, Any], max_body: int, api_key: str | None = None,
@@ -222,12 +223,10 @@ class Server(ls.LitServer):
         app.add_exception_handler(RequestValidationError, validation_error)
         app.add_exception_handler(HTTPException, http_error(max_body))
 
-    def _start_server(self, *args: Any, **kwargs: Any) -> dict:
-        workers = super()._start_server(*args, **kwargs)
-        self.http_workers = list(workers.values())  # for the shutdown order below
+    def on_http_started(self, processes: list[Any]) -> None:
+        self.http_workers = processes  # for the shutdown order below
         if self.banner:
             print(self.banner, flush=True)
-        return workers
 
     def run(self, *args: Any, **kwargs: Any) -> None:
         self._main_pid = os.getpid()
@@ -258,67 +257,47 @@ class Server(ls.LitServer):
                 os.kill(worker.pid, signal.SIGTERM)
         for worker in self.http_workers:
             worker.join(self.uvicorn_graceful_timeout + 5)
-        if self._shutdown_event is not None:
-            self._shutdown_event.set()
-
-    def _perform_graceful_shutdown(self, manager: Any, uvicorn_workers: dict, shutdown_reason: str = "normal") -> None:
-        alive = {i: w for i, w in uvicorn_workers.items() if w.is_alive()}  # drained ones need no second stop
-        self._join_monitor()
-        super()._perform_graceful_shutdown(manager, alive, shutdown_reason)
-
-    def _join_monitor(self) -> None:
-        """Let LitServe's worker monitor see the shutdown before its manager goes: it polls the manager's event
-        every `monitor_internal` s, and one poll after `manager.shutdown()` logs a "Monitoring worker crashed"
-        traceback at exit (seen on a loaded machine)."""
-        if self._shutdown_event is None:
-            return
-        self._shutdown_event.set()  # already set by `_drain`; not on LitServe's own paths (a dead worker)
-        for thread in threading.enumerate():
-            if thread.name == "litserve-monitoring" and thread is not threading.current_thread():
-                thread.join(self.monitor_internal + 1)
+        self.stop_workers()
 
 
-def build_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-                 workers: int = 1, max_batch_size: int = 8, batch_timeout: float = 0.01, timeout: float = 30,
-                 max_texts: int = 256, max_chars: int = 200_000, max_body_mb: float = 16,
-                 api_key_env: str | None = None, precision: str = "32", threshold: Any = None,
-                 trust_remote_code: bool = False, batch_size: int = 64, threads: int | None = None) -> Server:
-    """A ready-to-run Server for `artifact` (nothing is loaded yet: each worker loads the model in `setup`)."""
+def build_server(options: ServeOptions) -> Server:
+    """A ready-to-run Server for `options.artifact` (nothing is loaded yet: each worker loads the model in
+    `setup`)."""
     from senti_lit.inference.artifact import read_meta  # after the cheap checks: it imports torch
 
+    o = options
     api_key = None
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
+    if o.api_key_env:
+        api_key = os.environ.get(o.api_key_env)
         if not api_key:
-            raise ValueError(f"api_key_env={api_key_env}: the environment variable {api_key_env} is not set or empty;"
-                             f" export {api_key_env}=<a secret key> first")
-    artifact = Path(artifact).resolve()
+            raise ValueError(f"api_key_env={o.api_key_env}: the environment variable {o.api_key_env} is not set or "
+                             f"empty; export {o.api_key_env}=<a secret key> first")
+    artifact = Path(o.artifact).resolve()
     meta = read_meta(artifact)  # a wrong folder is an error now, not in a worker after the server started
-    limits = Limits.for_artifact(meta, max_texts, max_chars)
+    limits = Limits.for_artifact(meta, o.max_texts, o.max_chars)
     PredictRequest.configure(limits)  # before the HTTP processes fork (schema.py says why)
-    if workers < 1 or max_batch_size < 1 or batch_timeout < 0:
-        raise ValueError(f"workers={workers}, max_batch_size={max_batch_size} must be at least 1 and "
-                         f"batch_timeout={batch_timeout} at least 0")
-    if threads is None and workers > 1:  # workers share the cores instead of each starting one thread per core
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    accelerator, devices = parse_device(device)
-    api = SentimentAPI(str(artifact), precision=str(precision), threshold=threshold,
-                       trust_remote_code=trust_remote_code, batch_size=batch_size, threads=threads,
-                       max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    if o.workers < 1 or o.max_batch_size < 1 or o.batch_timeout < 0:
+        raise ValueError(f"workers={o.workers}, max_batch_size={o.max_batch_size} must be at least 1 and "
+                         f"batch_timeout={o.batch_timeout} at least 0")
+    threads = o.threads
+    if threads is None and o.workers > 1:  # workers share the cores instead of each starting one thread per core
+        threads = max(1, (os.cpu_count() or 1) // o.workers)
+    accelerator, devices = parse_device(o.device)
+    api = SentimentAPI(str(artifact), precision=str(o.precision), threshold=o.threshold,
+                       trust_remote_code=o.trust_remote_code, batch_size=o.batch_size, threads=threads,
+                       max_batch_size=o.max_batch_size, batch_timeout=o.batch_timeout)
     info = model_info(meta, artifact, limits)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown = "127.0.0.1" if o.host in ("0.0.0.0", "::") else o.host
     banner = (f"senti_lit.serve: {info['name']} ({info['task']}: {', '.join(info['labels'])}) on "
-              f"http://{shown}:{port}/  (POST /predict, GET /health, GET /info, API docs /docs; Ctrl+C stops)")
-    return Server(api, info=info, max_body=int(max_body_mb * 2**20), api_key=api_key, banner=banner,
-                  accelerator=accelerator, devices=devices, workers_per_device=workers, timeout=timeout)
+              f"http://{shown}:{o.port}/  (POST /predict, GET /health, GET /info, API docs /docs; Ctrl+C stops)")
+    return Server(api, info=info, max_body=int(o.max_body_mb * 2**20), api_key=api_key, banner=banner,
+                  accelerator=accelerator, devices=devices, workers_per_device=o.workers, timeout=o.timeout)
 
 
-def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-          **options: Any) -> None:
-    """Build and run the server until SIGTERM/SIGINT (see `build_server` for the options)."""
-    if host not in ("127.0.0.1", "0.0.0.0", "::"):  # what LitServe accepts
-        raise ValueError(f"host={host}: use 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface)")
-    check_port(host, int(port))
-    server = build_server(artifact, host=host, port=int(port), **options)
-    server.run(host=host, port=int(port), log_level=log_level, generate_client_file=False)
-
+def serve(options: ServeOptions) -> None:
+    """Build and run the server until SIGTERM/SIGINT."""
+    if options.host not in ("127.0.0.1", "0.0.0.0", "::"):  # what LitServe accepts
+        raise ValueError(f"host={options.host}: use 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface)")
+    check_port(options.host, int(options.port))
+    server = build_server(options)
+    server.run(host=options.host, port=int(options.port), log_level=options.log_level, generate_client_file=False)

@@ -24,11 +24,12 @@ from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, get_scheduler
 
 from senti_lit.core.config import plain
-from senti_lit.core.files import resolve_path, write_json
+from senti_lit.core.files import write_json
 from senti_lit.core.runtime import quiet_known_warnings
 from senti_lit.data.cleaning import TextNormalizer
 from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.training.optim import FusedClipping, can_fuse
+from senti_lit.weights.paths import resolve_path
 
 log = logging.getLogger(__name__)
 

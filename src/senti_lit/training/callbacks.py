@@ -6,7 +6,9 @@ import time
 from typing import Any, Callable
 
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import Callback, WeightAveraging
+
+from senti_lit.training.lightning_private import LastCheckpointHook
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +42,15 @@ class WarmupEMA(WeightAveraging):
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
-class Checkpoints(ModelCheckpoint):
+class Checkpoints(LastCheckpointHook):
     """Lightning's ModelCheckpoint, with `last.ckpt` a link to this step's best checkpoint when the two hold the same
     weights (a 1-epoch MiniLM run wrote 690 MB as two identical files), and a file of its own otherwise (resuming
     continues from the latest step, not from the best). Lightning's `save_last="link"` would point `last.ckpt` at
-    an older best checkpoint; this decides per save (private state of ModelCheckpoint: `_last_global_step_saved` and
-    `_last_checkpoint_saved`, set by every save)."""
+    an older best checkpoint; this decides per save (the hook: `training.lightning_private`)."""
 
-    def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:
+    def before_save_last(self, trainer: Any) -> None:
         if self.save_last:
-            same_step = self._last_checkpoint_saved and self._last_global_step_saved == trainer.global_step
-            self.save_last = "link" if same_step else True
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+            self.save_last = "link" if self.saved_at_this_step(trainer) else True
 
 
 class LineProgress(Callback):
@@ -61,11 +60,11 @@ class LineProgress(Callback):
 
     def __init__(self, every_seconds: float = 30.0) -> None:
         self.every_seconds = every_seconds
-        self._last = self._start = 0.0
+        self._last = self._started = 0.0
         self._start_step = 0
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        self._last = self._start = time.monotonic()
+        self._last = self._started = time.monotonic()
         self._start_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -77,7 +76,7 @@ class LineProgress(Callback):
         total = trainer.estimated_stepping_batches
         loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss_step")}
         log.info("epoch %d, step %d/%s, %.1f steps/s%s", trainer.current_epoch, trainer.global_step,
-                 total if total != float("inf") else "?", steps / max(now - self._start, 1e-9),
+                 total if total != float("inf") else "?", steps / max(now - self._started, 1e-9),
                  "".join(f", {k} {v:.4f}" for k, v in loss.items()))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:

@@ -306,16 +306,16 @@ def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
 
 def log_final(trainer: L.Trainer, run_params: Mapping[str, Any], final: Mapping[str, float]) -> None:
     """The hyperparameters with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs. The summary is
-    written directly: Lightning's `log_hyperparams(params, metrics)` would log every test scalar a second time (at
-    step 0), and the HPARAMS tab reads the metrics from the scalars the run already has."""
+    written directly (torch's public `SummaryWriter.file_writer`): Lightning's `log_hyperparams(params, metrics)`
+    would log every test scalar a second time (at step 0), and the HPARAMS tab reads the metrics from the scalars
+    the run already has."""
     from torch.utils.tensorboard.summary import hparams
 
+    params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in run_params.items()}
     for logger in trainer.loggers:
         if isinstance(logger, L.pytorch.loggers.TensorBoardLogger) and rank_zero_only.rank == 0:
-            params = logger._sanitize_params(dict(run_params))  # lists and None as text, as Lightning does
-            writer = logger.experiment._get_file_writer()  # what Lightning's own log_hyperparams writes to
             for summary in hparams(params, {k: float(v) for k, v in final.items()}):
-                writer.add_summary(summary)
+                logger.experiment.file_writer.add_summary(summary)
 
 
 class Clock:

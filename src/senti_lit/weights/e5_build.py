@@ -15,7 +15,7 @@ tokenizer and `senti_lit_build.json` (provenance). The weights carry the 4-bit r
 not bit-identical.
 
 `model.backbone.path=build://e5_small` (conf/model/e5_small.yaml) builds on first use through
-`senti_lit.core.files.resolve_path`; `python -m senti_lit.build_e5` builds ahead of time.
+`senti_lit.weights.paths.resolve_path`; `python -m senti_lit.build_e5` builds ahead of time.
 """
 from __future__ import annotations
 

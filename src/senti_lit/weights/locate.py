@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from senti_lit.core.files import resolve_path
+from senti_lit.weights.paths import resolve_path
 
 log = logging.getLogger(__name__)
 
