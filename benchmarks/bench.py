@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from make_table import write_markdown
+from store import RESULTS, e5_model, git_commit, now, per_seed, record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from make_table import write_markdown  # noqa: E402
-from store import RESULTS, e5_model, git_commit, now, per_seed, record  # noqa: E402
 
 
 @dataclass

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from make_table import write_markdown
+from store import e5_model, git_commit, record
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from make_table import write_markdown  # noqa: E402
-from store import e5_model, git_commit, record  # noqa: E402
 
 COMMIT = git_commit()
 

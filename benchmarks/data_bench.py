@@ -25,11 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from make_table import write_markdown
+from store import git_commit, record
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from make_table import write_markdown  # noqa: E402
-from store import git_commit, record  # noqa: E402
 
 READERS_CAPTION = ("Data readers on the real copies in ../shared/data: rows read, kept, dropped by reason, split "
                    "sizes, train labels, seconds to read + clean + split")

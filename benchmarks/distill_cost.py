@@ -17,21 +17,18 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))
+from make_table import write_markdown
+from senti_lit.core.runtime import quiet_known_warnings
+from senti_lit.inference.predictor import Predictor
+from store import git_commit, record
 
-from make_table import write_markdown  # noqa: E402
-from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
-from senti_lit.inference.predictor import Predictor  # noqa: E402
-from store import git_commit, record  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def htl_texts(data: Path, n: int) -> list[str]:
@@ -43,14 +40,14 @@ def htl_texts(data: Path, n: int) -> list[str]:
 def untrained(row_id: str, data: Path, work: Path) -> Path:
     """The artifact of bench row `row_id`'s model as built before training (seed 42)."""
     from bench import ROWS, train_args
-    from helpers.compose import compose_train
+    from senti_lit.core.config import compose_config
     from senti_lit.inference.artifact import save_artifact
     from senti_lit.training.steps import data_for_run, model_for_run
     from store import e5_model
 
     row = next(r for r in ROWS if r.id == row_id)
     e5 = e5_model(None) if "model=e5_small" in row.args else None
-    cfg = compose_train(train_args(row, "full", data, e5, None, 42, []), work / row_id)
+    cfg = compose_config("train", train_args(row, "full", data, e5, None, 42, []), work / row_id)
     datamodule, tokenizer = data_for_run(cfg)
     spec, model = model_for_run(cfg, datamodule, tokenizer, work / row_id, warmup=False)
     return save_artifact(work / row_id / "artifact", model.eval(), tokenizer, spec, datamodule.inputs, {}, {})

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import psutil
 
+from make_table import write_markdown
+from store import git_commit, record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from make_table import write_markdown  # noqa: E402
-from store import git_commit, record  # noqa: E402
 
 MODES = {"short": ["model.mlm_warmup.epochs=2", "trainer.max_epochs=1"], "full": []}
 GOAL_MB = 1536  # the target for the default job: under 1.5 GB peak RSS

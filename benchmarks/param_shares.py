@@ -6,26 +6,21 @@ Each model becomes one record of the results store (benchmarks/store.py) and BEN
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from safetensors.torch import save_file, save_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from helpers.vocab import VocabOnly  # noqa: E402
-from make_table import write_markdown  # noqa: E402
-from senti_lit.core.config import CONFIG_DIR, plain  # noqa: E402
-from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
-from senti_lit.data.labels import LabelSpace  # noqa: E402
-from senti_lit.models.builder import build_classifier, parameter_counts  # noqa: E402
-from senti_lit.models.methods import trainable_state_dict  # noqa: E402
-from senti_lit.models.spec import ModelSpec  # noqa: E402
-from store import git_commit, record  # noqa: E402
+from make_table import write_markdown
+from senti_lit.core.config import CONFIG_DIR, plain
+from senti_lit.core.runtime import quiet_known_warnings
+from senti_lit.data.labels import LabelSpace
+from senti_lit.models.backbone import VocabOnly
+from senti_lit.models.builder import build_classifier, parameter_counts
+from senti_lit.models.methods import trainable_state_dict
+from senti_lit.models.spec import ModelSpec
+from store import git_commit, record
 
 MODELS = ["bert_finetune", "bert_probe", "bert_lora", "bert_adapter", "gpt2_full", "gpt2_adapter", "gpt2_lora",
           "minilm", "e5_small", "llm_lora"]

@@ -12,32 +12,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from make_table import write_markdown
+from senti_lit.core.config import compose_config
+from senti_lit.core.runtime import quiet_known_warnings
+from senti_lit.inference.artifact import save_artifact
+from senti_lit.inference.hf_export import export_hf
+from senti_lit.inference.predictor import Predictor
+from senti_lit.training.steps import data_for_run, model_for_run
+from store import git_commit, record
 
-from helpers.compose import compose_train  # noqa: E402
-from make_table import write_markdown  # noqa: E402
-from senti_lit.core.runtime import quiet_known_warnings  # noqa: E402
-from senti_lit.inference.artifact import save_artifact  # noqa: E402
-from senti_lit.inference.hf_export import export_hf  # noqa: E402
-from senti_lit.inference.predictor import Predictor  # noqa: E402
-from senti_lit.training.steps import data_for_run, model_for_run  # noqa: E402
-from store import git_commit, record  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 SHARED = ROOT.parent / "shared" / "data" / "emotions_in_text"
 
 
 def build(work: Path) -> tuple[Path, Path, list[str]]:
     data = ["data=emotions_in_text", f"data.path={SHARED}"] if SHARED.is_dir() else []
-    cfg = compose_train(["model=minilm", "model.head.pooling=cls", *data], work / "run")
+    cfg = compose_config("train", ["model=minilm", "model.head.pooling=cls", *data], work / "run")
     datamodule, tokenizer = data_for_run(cfg)
     spec, model = model_for_run(cfg, datamodule, tokenizer, work)
     artifact = save_artifact(work / "artifact", model.eval(), tokenizer, spec, datamodule.inputs, {}, {})

@@ -21,22 +21,20 @@ import asyncio
 import gc
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import httpx
+import psutil
+
+from make_table import write_markdown
+from senti_lit.core.config import compose_config
+from senti_lit.serving.process import start_server
+from store import git_commit, record
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import httpx  # noqa: E402
-import psutil  # noqa: E402
 
-from helpers.compose import compose_train  # noqa: E402
-from helpers.serving import start_server  # noqa: E402
-from make_table import write_markdown  # noqa: E402
-from store import git_commit, record  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
 MODES = {  # id -> the server's overrides
@@ -64,7 +62,7 @@ def build(work: Path) -> tuple[Path, list[str]]:
         from senti_lit.training.steps import data_for_run, model_for_run
 
         quiet_known_warnings()
-        cfg = compose_train(["model=minilm", "data=demo"], work / "run")
+        cfg = compose_config("train", ["model=minilm", "data=demo"], work / "run")
         datamodule, tokenizer = data_for_run(cfg)
         spec, model = model_for_run(cfg, datamodule, tokenizer, work)
         save_artifact(artifact, model.eval(), tokenizer, spec, datamodule.inputs, {}, {})

@@ -44,11 +44,11 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from make_table import write_markdown
+from store import e5_model, git_commit, record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from make_table import write_markdown  # noqa: E402
-from store import e5_model, git_commit, record  # noqa: E402
 
 DATA = {"e5": ["data=chnsenticorp", "data.path={data}/ChnSentiCorp/ChnSentiCorp_htl_all.csv"],
         "mini_bert": []}  # mini_bert: the default job's data (demo)
@@ -105,7 +105,6 @@ def common(args: argparse.Namespace) -> list[str]:
 def prepare(args: argparse.Namespace, folder: Path) -> tuple[Path, Path, str]:
     """senti_lit's own split, written as train/test CSVs (label = class id) for the Trainer; the model dir the
     Trainer loads (mini_bert: a fresh model from the config, with the tokenizer senti_lit trains on this split)."""
-    sys.path.insert(0, str(ROOT / "src"))
     from senti_lit.core.config import CONFIG_DIR
     from senti_lit.training.steps import data_for_run, model_for_run
 

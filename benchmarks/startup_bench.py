@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from make_table import write_markdown
+from store import git_commit, median, record
 
-from make_table import write_markdown  # noqa: E402
-from store import git_commit, median, record  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 COMMANDS = ("train", "predict", "evaluate", "export", "pretrain", "augment", "annotate", "report", "serve",
             "build_e5")

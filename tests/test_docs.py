@@ -21,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+import senti_lit.serving.options  # noqa: F401  (registers the schema conf/serve.yaml composes with)
 from senti_lit.core.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,3 +327,30 @@ def test_relative_links_resolve(page: Path):
 def test_nothing_refers_to_shared(page: Path):
     hits = [n for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1) if "../shared" in line]
     assert not hits, f"{page.relative_to(ROOT)} lines {hits} refer to ../shared, which users do not have"
+
+
+def test_the_serve_options_table_matches_the_options_and_their_defaults():
+    """docs/serving.md's options table names every `ServeOptions` field (but the artifact) with its default."""
+    from dataclasses import MISSING as NO_DEFAULT
+    from dataclasses import fields
+
+    from senti_lit.serving.options import ServeOptions
+
+    text = (Path(__file__).parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    table = text.split("Options (`conf/serve.yaml`")[1].split("\n\n")[1]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        keys, defaults = row.split("|")[1:3]
+        names = [k.strip(" `") for k in keys.split(",")]
+        values = [v.strip(" `") for v in defaults.split(",")]
+        documented |= dict(zip(names, values, strict=True))
+
+    def shown(value) -> str:
+        if value is None or isinstance(value, bool):
+            return {None: "null", False: "false", True: "true"}[value]
+        return str(int(value)) if isinstance(value, float) and value == int(value) else str(value)
+
+    expected = {f.name: shown(f.default) for f in fields(ServeOptions) if f.default is not NO_DEFAULT
+                and f.name != "artifact"}
+    expected.pop("threads")  # documented with `workers`: null (torch's default) / cores per worker
+    assert {k: documented.get(k) for k in expected} == expected

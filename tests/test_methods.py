@@ -108,7 +108,7 @@ SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0
 
 @pytest.mark.parametrize("name", sorted(SHARES))
 def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path):
-    from helpers.vocab import VocabOnly
+    from senti_lit.models.backbone import VocabOnly
     from senti_lit.core.config import plain
     from senti_lit.data.labels import LabelSpace
     from senti_lit.models.backbone import build_backbone
@@ -213,7 +213,7 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
 
 
 def test_four_bit_loading_says_what_it_needs(local_models: dict[str, Path]):
-    from helpers.vocab import VocabOnly
+    from senti_lit.models.backbone import VocabOnly
     from senti_lit.models.backbone import build_backbone
 
     with pytest.raises(ValueError, match="load_in_4bit=true needs a CUDA GPU"):

@@ -24,6 +24,8 @@ from senti_lit.predict import quote_free_text
 from senti_lit.train import train
 from senti_lit.training.steps import data_for_run, model_for_run
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def trained_config(root: Path):
     return compose_train([f"data.path={root / 'reviews'}", *TINY_MODEL, "trainer.max_epochs=2",
@@ -178,3 +180,65 @@ def test_artifact_round_trip_and_export(name: str, extra: list[str], local_model
     for answer, theirs in zip(ours, classify(texts, truncation=True)):
         scores = {d["label"]: d["score"] for d in theirs}  # labels by name: id2label came along
         assert scores == pytest.approx(answer["probs"], abs=1e-4)
+
+
+def test_an_empty_text_is_refused(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "senti_lit.predict", f"artifact={FIXTURES / 'artifact_v1'}",
+                             "text=  "], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "text= is empty" in result.stderr
+    assert result.stdout == ""  # no label for nothing
+
+
+def test_truncated_weights_name_the_file(tmp_path: Path):
+    import shutil
+
+    import pytest
+
+    from senti_lit.inference.predictor import Predictor
+
+    folder = shutil.copytree(FIXTURES / "artifact_v1", tmp_path / "artifact")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"model\.safetensors: cannot load these weights .*truncated"):
+        Predictor.load(folder)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors: missing"):
+        Predictor.load(folder)
+
+
+def test_inputs_of_the_same_name_get_their_own_predictions(tmp_path: Path):
+    for name, content in (("reviews.csv", "text\n很好\n"), ("reviews.jsonl", '{"text": "很差"}\n')):
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        result = subprocess.run([sys.executable, "-m", "senti_lit.predict", f"artifact={FIXTURES / 'artifact_v1'}",
+                                 f"input={tmp_path / name}"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    outputs = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.predictions.jsonl")}
+    assert set(outputs) == {"reviews.csv.predictions.jsonl", "reviews.jsonl.predictions.jsonl"}
+    assert "很好" in outputs["reviews.csv.predictions.jsonl"] and "很差" in outputs["reviews.jsonl.predictions.jsonl"]
+
+
+def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
+    """The exported model gets the bare text from a pipeline: a model trained with a prompt after each text would
+    silently answer something else, so export refuses it (the artifact itself serves it)."""
+    import json
+    import shutil
+
+    import pytest
+
+    from senti_lit.inference.hf_export import NotExportable, export_hf
+
+    folder = shutil.copytree(FIXTURES / "artifact_v1", tmp_path / "artifact")
+    meta = json.loads((folder / "artifact.json").read_text(encoding="utf-8"))
+    meta["inputs"]["prompt"] = "总之很好"
+    (folder / "artifact.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(NotExportable, match="reads a prompt"):
+        export_hf(folder, tmp_path / "hf")
+
+
+def test_loading_an_artifact_imports_no_lightning():
+    """A one-text predict loads the plain-torch network (models.network), not the training LightningModule."""
+    code = ("import sys\nfrom senti_lit.inference.predictor import Predictor\n"
+            f"p = Predictor.load({str(FIXTURES / 'artifact_v1')!r})\nprint(p.predict(['很好'])[0]['label'])\n"
+            "print(sorted(m for m in ('lightning', 'torchmetrics', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[1] == "[]", out

@@ -1,5 +1,6 @@
 """resume=auto: a run killed with SIGKILL mid-epoch, re-run with the same command, ends with the metrics of an
-uninterrupted run; checkpoints are written atomically and a damaged one is refused by name."""
+uninterrupted run; checkpoints are written atomically, last.ckpt links to the best one instead of copying it, and a
+damaged one is refused by name."""
 from __future__ import annotations
 
 import json
@@ -135,3 +136,18 @@ def test_resume_auto_keeps_a_finished_job(tmp_path: Path):
     (tmp_path / "metrics.json").write_text(json.dumps({"test/acc": 0.75, "best/val/acc": 0.8}))
     cfg = compose_train(["resume=auto", "data.path=/nonexistent"], tmp_path)  # would fail if it read any data
     assert train(cfg) == {"test/acc": 0.75, "best/val/acc": 0.8}
+
+
+def test_last_checkpoint_is_no_second_copy_of_the_best(tmp_path: Path, reviews_dir: Path):
+    """A 1-epoch run: its best checkpoint is its last; last.ckpt links to it instead of repeating its weights."""
+    import torch
+
+    from helpers.compose import TINY_MODEL, compose_train
+    from senti_lit.train import train
+
+    cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL, "model.mlm_warmup.epochs=0", "trainer.max_epochs=1",
+                         "callbacks.rich_progress_bar=null"], tmp_path / "run")
+    summary = train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.is_symlink() and last.resolve() == Path(summary["best_checkpoint"]).resolve()
+    assert torch.load(last, weights_only=True)["global_step"] > 0  # a resume reads it like a file

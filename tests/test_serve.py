@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.serving import HOST, free_port, running_server, start_server
+from senti_lit.serving.process import HOST, free_port, running_server, start_server
 from senti_lit.inference.predictor import Predictor
 from senti_lit.serving.schema import Limits, PredictRequest
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.serving import running_server
+from senti_lit.serving.process import running_server
 from senti_lit.inference.predictor import Predictor
 
 ARTIFACT = Path(__file__).parent / "fixtures" / "artifact_v1"

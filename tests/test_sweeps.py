@@ -119,3 +119,29 @@ def test_report_groups_the_folds_of_a_cross_validation_like_seeds():
     assert groups["data=ocemotion data.split.folds=5"]["jobs"] == 3
     assert groups["data=ocemotion data.split.folds=5"]["test/acc"] == "0.6000 ± 0.1000"
     assert groups["data=ocemotion"]["jobs"] == 1
+
+
+def test_a_piped_sweep_report_is_readable(tmp_path: Path):
+    """No cell cut at 80 columns, no empty column, no "± 0.0000" for a single run, seconds as whole numbers."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from senti_lit.training.sweep_report import write_report
+
+    sweep = tmp_path / "sweep"
+    long = "model.optimizer.lr=0.0003 model.head.dropout=0.25 data.max_length=256"
+    for job, (overrides, acc) in enumerate([(f"seed=1 {long}", 0.81), ("seed=1 model.optimizer.lr=0.001", 0.79)]):
+        folder = sweep / str(job)
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides.split()))
+        (folder / "metrics.json").write_text(json.dumps({"test/acc": acc, "best/val/acc": acc,
+                                                         "time/total_seconds": 24.5}))
+    out = io.StringIO()
+    write_report(sweep, Console(file=out, width=80))
+    text = out.getvalue()
+    assert long in text and "…" not in text  # the whole overrides, however wide
+    assert "± 0.0000" not in text and "| 0.8100 |" in text
+    assert "| 24 |" in text or "| 25 |" in text  # seconds, whole
+    assert "error" not in text  # a column empty in every row is left out

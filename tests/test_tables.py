@@ -7,7 +7,7 @@ import pytest
 
 from senti_lit.core.errors import DataError
 from senti_lit.data.datamodule import TextClassificationDataModule
-from senti_lit.data.sources import TableSource
+from senti_lit.data.sources import TableSource, texts_to_predict
 
 
 def read(path: Path, **kwargs) -> list[tuple[str, object]]:
@@ -192,3 +192,25 @@ def test_a_stray_quote_in_a_one_column_file_costs_its_own_line(tmp_path: Path):
     rows = list(reader.read())
     assert len(rows) == 20_001 and rows[0].text == "line0" and rows[-1].text == 'end"'
     assert [origin.rsplit(":")[-1] for origin, _ in reader.bad_rows] == ["2"]
+
+
+def test_a_field_longer_than_the_csv_modules_limit_is_read(tmp_path: Path):
+    long = "好" * 200_000  # the csv module stops at 131,072 characters by default
+    f = tmp_path / "train.csv"
+    f.write_text(f"text,label\n{long},pos\n短评,neg\n", encoding="utf-8")
+    assert [(len(ex.text), ex.label) for ex in TableSource(f).read()] == [(200_000, "pos"), (2, "neg")]
+    g = tmp_path / "in.csv"
+    g.write_text(f'text\n"{long}"\n', encoding="utf-8")
+    assert [len(ex.text) for ex in texts_to_predict(g).read()] == [200_000]
+
+
+def test_prediction_files_read_like_training_files(tmp_path: Path):
+    """GB18030 (as Windows saves Chinese), and U+2028, U+0085 and form feed inside texts: one row per line, the
+    line numbers of the file."""
+    f = tmp_path / "in.txt"
+    f.write_bytes("第一\u2028行\n第二\x85行\n第三\x0c行\n".encode("gb18030"))
+    assert [(ex.line, ex.text) for ex in texts_to_predict(f).read()] == [
+        (1, "第一\u2028行"), (2, "第二\x85行"), (3, "第三\x0c行")]
+    g = tmp_path / "in.jsonl"
+    g.write_text('{"text": "一\u2028二"}\n{"text": "三"}\n', encoding="utf-8")
+    assert [(ex.line, ex.text) for ex in texts_to_predict(g).read()] == [(1, "一\u2028二"), (2, "三")]

@@ -1,4 +1,5 @@
-"""End-to-end runs: the default composition, a real short training run, reproducibility, multirun."""
+"""End-to-end runs: the default composition, a real short training run, reproducibility, multirun; a quick run's
+scaled-down MLM warm-up and the TensorBoard hparams of a run."""
 from __future__ import annotations
 
 import json
@@ -189,3 +190,55 @@ def test_ddp_two_cpu_processes_write_one_run(reviews_dir: Path, tmp_path: Path):
         assert artifact_test_accuracy(runs[0], cfg) == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert (runs[0] / "train_ddp_process_1.log").is_file()
     assert keys["ddp"] == keys["single"]
+
+
+def test_a_quick_run_scales_the_mlm_warm_up_down(tmp_path: Path, monkeypatch, caplog):
+    """`data.limit_train=300 trainer.max_epochs=1` with mini_bert: the 20-epoch warm-up (100 steps here) shrinks to
+    the fine-tuning's length, and the log says so; a full run, or one that sets the warm-up itself, keeps it."""
+    import logging
+
+    from helpers.compose import compose_train
+    from senti_lit.training import steps
+
+    mlm = {"epochs": 20, "max_steps": 5000, "batch_size": 64}
+
+    def scaled(cfg, n_train: int) -> dict:
+        return steps.quick_run_warmup(mlm, cfg.data.get("limit_train"), n_train, cfg.data.batch_size,
+                                      cfg.trainer.get("max_epochs"))
+
+    quick = compose_train(["data.limit_train=300", "trainer.max_epochs=1"], tmp_path / "q")
+    with caplog.at_level(logging.INFO, logger="senti_lit.training.steps"):
+        assert scaled(quick, 300) == {**mlm, "max_steps": 10}  # 300 / 32 -> 10 steps
+    assert "MLM warm-up scaled to at most 10 steps: data.limit_train=300" in caplog.text
+    assert scaled(compose_train(["data.limit_train=3000", "trainer.max_epochs=2"], tmp_path / "q2"),
+                  3000)["max_steps"] == 188
+    assert scaled(compose_train([], tmp_path / "full"), 12000) == mlm
+    monkeypatch.setattr(steps, "task_overrides", lambda: ["data.limit_train=300", "model.mlm_warmup.epochs=5"])
+    assert scaled(quick, 300) == mlm
+
+
+def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
+    """HPARAMS shows what a person compares (the config-group choices, the command line, a few key settings), not
+    the composed config's ~120 keys with their `_target_`s."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from senti_lit.core.config import CONFIG_DIR
+    from senti_lit.training.steps import run_hparams
+
+    overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        try:
+            values = run_hparams(cfg)
+        finally:
+            HydraConfig.instance().cfg = None  # later tests run outside a Hydra app again
+    GlobalHydra.instance().clear()
+    assert values["model"] == "mini_bert" and values["data"] == "demo" and values["trainer"] == "default"
+    assert values["model.optimizer.lr"] == "3e-3" and values["data.limit_train"] == "300"
+    assert values["seed"] == cfg.seed and values["data.batch_size"] == cfg.data.batch_size
+    assert "paths.output_dir" not in values and not any("_target_" in k or k.startswith("hydra") for k in values)
+    assert len(values) <= 25, sorted(values)

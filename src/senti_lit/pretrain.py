@@ -19,7 +19,7 @@ from senti_lit.training.pretraining import pretrain
 def main(cfg: DictConfig) -> None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers
         keep_freed_memory()
-    limit_onednn_cache()  # process-wide too: see runtime.limit_onednn_cache
+    limit_onednn_cache()  # process-wide too: see core.runtime.limit_onednn_cache
     pretrain(cfg)
 
 

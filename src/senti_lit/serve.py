@@ -10,14 +10,11 @@ The server itself is senti_lit.serving (LitServe); this module only reads the co
 from __future__ import annotations
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from senti_lit.core.config import CONFIG_DIR, plain
 from senti_lit.core.runtime import limit_onednn_cache, quiet_known_warnings, user_errors
-from senti_lit.serving.options import ServeOptions
-
-ConfigStore.instance().store(name="serve_options", node=ServeOptions)  # conf/serve.yaml's schema and defaults
+from senti_lit.serving.options import ServeOptions  # also registers conf/serve.yaml's schema
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from senti_lit.core.config import CONFIG_DIR
+from senti_lit.core.config import compose_config
 
 # A model small enough to train in seconds: same code path as mini_bert, tiny dimensions.
 TINY_MODEL = [
@@ -25,17 +23,6 @@ TINY_MODEL = [
     "data.batch_size=16",
     "trainer.accelerator=cpu",
 ]
-
-
-def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Config `name` (train, pretrain) as `python -m senti_lit.<name> <overrides>` composes it, writing to
-    `output_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(name, overrides=[*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}",
-                                       f"paths.cache_dir={output_dir}/cache"])
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

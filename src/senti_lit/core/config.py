@@ -152,3 +152,19 @@ def data_config(app: str, name: str, overrides: Sequence[str], paths: Any = None
         if paths is not None and key in paths:
             root.paths[key] = paths[key]
     return root.data
+
+
+def compose_config(app: str, overrides: Sequence[str] = (), output_dir: Path | str | None = None) -> DictConfig:
+    """Config `app` (train, pretrain, predict …) as `python -m senti_lit.<app> <overrides>` composes it, outside a
+    running Hydra app (tests, benchmarks, notebooks). With `output_dir`, the run's outputs, logs and cache go there."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if output_dir is not None:
+        overrides = [*overrides, f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}",
+                     f"paths.cache_dir={output_dir}/cache"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(app, overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg

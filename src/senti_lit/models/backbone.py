@@ -134,3 +134,16 @@ def build_backbone(
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # a key/value cache is useless in training and conflicts with checkpointing
     return model
+
+
+class VocabOnly:
+    """A stand-in tokenizer with only a size and special ids: enough for `build_backbone` to build a real-size
+    architecture from a config without its tokenizer (parameter counts, tests)."""
+
+    pad_token_id, bos_token_id, eos_token_id, cls_token_id, sep_token_id = 0, None, None, 101, 102
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size

@@ -1,7 +1,7 @@
 """The classifier network in plain torch: backbone + head, calibrated probabilities and the decision rule.
 
 Inference (`inference.artifact`, the Predictor, export, serving) builds `TextClassifier`; training builds
-`models.classifier.SentimentClassifier`, the same network as a LightningModule. Both take their layers and buffers
+`training.module.SentimentClassifier`, the same network as a LightningModule. Both take their layers and buffers
 from `ClassifierNet`, so their weights have the same names. Kept free of Lightning and torchmetrics: importing
 them costs seconds that a one-text predict should not pay."""
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """The options of `python -m senti_lit.serve`, defined once: this dataclass is the Hydra schema of conf/serve.yaml
-(registered by the command as `serve_options`), the command's config and `build_server`'s argument."""
+(registered below as `serve_options`: import this module before composing `serve`), the command's config and
+`build_server`'s argument."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
@@ -40,3 +42,5 @@ class ServeOptions:
             raise ValueError(f"unknown serve option(s) {unknown}; the options are {sorted(names)}")
         return cls(**dict(values))
 
+
+ConfigStore.instance().store(name="serve_options", node=ServeOptions)  # conf/serve.yaml: `defaults: [serve_options]`

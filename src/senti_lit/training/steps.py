@@ -305,17 +305,20 @@ def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
 
 
 def log_final(trainer: L.Trainer, run_params: Mapping[str, Any], final: Mapping[str, float]) -> None:
-    """The hyperparameters with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs. The summary is
-    written directly (torch's public `SummaryWriter.file_writer`): Lightning's `log_hyperparams(params, metrics)`
-    would log every test scalar a second time (at step 0), and the HPARAMS tab reads the metrics from the scalars
-    the run already has."""
+    """The hyperparameters with the final metrics: TensorBoard's HPARAMS tab compares sweep jobs. The summary goes
+    to an event file of its own in the run's TensorBoard folder (torch's public `FileWriter`; TensorBoard reads every
+    event file of a folder as one run): Lightning's `log_hyperparams(params, metrics)` would log every test scalar a
+    second time (at step 0), and the HPARAMS tab reads the metrics from the scalars the run already has."""
     from torch.utils.tensorboard.summary import hparams
+    from torch.utils.tensorboard.writer import FileWriter
 
     params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in run_params.items()}
     for logger in trainer.loggers:
         if isinstance(logger, L.pytorch.loggers.TensorBoardLogger) and rank_zero_only.rank == 0:
+            writer = FileWriter(logger.log_dir)
             for summary in hparams(params, {k: float(v) for k, v in final.items()}):
-                logger.experiment.file_writer.add_summary(summary)
+                writer.add_summary(summary)
+            writer.close()
 
 
 class Clock:

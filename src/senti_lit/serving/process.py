@@ -1,4 +1,5 @@
-"""A real `python -m senti_lit.serve` process on a free loopback port, for the server's tests and benchmark."""
+"""A real `python -m senti_lit.serve` process on a free loopback port: for the server's tests and benchmark, and for
+anyone who runs the server from Python."""
 from __future__ import annotations
 
 import os
@@ -11,8 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-
-import httpx
 
 HOST = "127.0.0.1"  # loopback only, in tests and benchmarks
 
@@ -46,6 +45,8 @@ class ServerProcess:
 def start_server(artifact: Path, log: Path, *overrides: str, env: dict | None = None,
                  timeout: float = 180) -> ServerProcess:
     """Start the server and wait until GET /health answers 200 (the model is loaded)."""
+    import httpx  # the serve extra's
+
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
