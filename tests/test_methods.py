@@ -108,10 +108,9 @@ SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0
 
 @pytest.mark.parametrize("name", sorted(SHARES))
 def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path):
-    from senti_lit.models.backbone import VocabOnly
     from senti_lit.core.config import plain
     from senti_lit.data.labels import LabelSpace
-    from senti_lit.models.backbone import build_backbone
+    from senti_lit.models.backbone import VocabOnly, build_backbone
     from senti_lit.models.methods import apply_method
 
     cfg = compose_train([f"model={name}"], tmp_path)
@@ -213,8 +212,7 @@ def test_llm_lora_answers_a_few_shot_chat(local_models: dict[str, Path], tmp_pat
 
 
 def test_four_bit_loading_says_what_it_needs(local_models: dict[str, Path]):
-    from senti_lit.models.backbone import VocabOnly
-    from senti_lit.models.backbone import build_backbone
+    from senti_lit.models.backbone import VocabOnly, build_backbone
 
     with pytest.raises(ValueError, match="load_in_4bit=true needs a CUDA GPU"):
         build_backbone(VocabOnly(300), path=str(local_models["gpt2"]), lm_head="causal", load_in_4bit=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from senti_lit.serving.process import HOST, free_port, running_server, start_server
 from senti_lit.inference.predictor import Predictor
+from senti_lit.serving.process import HOST, free_port, running_server, start_server
 from senti_lit.serving.schema import Limits, PredictRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -136,6 +136,17 @@ BAD = {
     "a form body": (b"text=hello", "application/x-www-form-urlencoded", 422, "must be a JSON object"),
     "no body": (b"", "application/json", 422, "must be a JSON object"),
     "a body over max_body_mb": (b'{"text": "' + b"a" * (1 << 20) + b'"}', "application/json", 413, "max_body_mb=1"),
+    # crafted inputs (issue 36): not text, invisible text, other encodings, bodies whose errors would be huge
+    "a lone surrogate escape": (b'{"text": "\\ud800"}', "application/json", 422, "lone UTF-16 surrogate"),
+    "a lone surrogate among texts": (b'{"texts": ["ok", "a\\udfffb"]}', "application/json", 422,
+                                     "texts[1] holds a lone UTF-16 surrogate"),
+    "a surrogate as raw bytes": (b'{"text": "\xed\xa0\x80"}', "application/json", 400, "not UTF-8"),
+    "a UTF-16 body": ('{"text": "好"}'.encode("utf-16"), "application/json", 400, "not UTF-8"),
+    "NUL characters only": ({"text": "\x00\x00"}, None, 422, "\"text\" is empty"),
+    "zero-width characters only": ({"texts": ["好", "\u200b\u200d\ufeff"]}, None, 422, "texts[1] is empty"),
+    "many numbers as texts": ({"texts": [1] * 300_000}, None, 413, "300000 texts in one request"),
+    "numbers among texts": ({"texts": ["好", 1, 2]}, None, 422, "texts[1] is not a string but int (and 1 more item)"),
+    "many unknown keys": ({f"k{i}": 1 for i in range(30_000)}, None, 422, "and 29995 more"),
 }
 
 
@@ -165,8 +176,11 @@ def test_the_api_key_guards_every_route_but_health_and_the_page(server):
             assert "X-API-Key" in response.json()["detail"]
         wrong = anonymous.post("/predict", json={"text": "好"}, headers={"X-API-Key": "nope"})
         assert wrong.status_code == 401
-        bearer = anonymous.post("/predict", json={"text": "好"}, headers={"Authorization": f"Bearer {KEY}"})
-        assert bearer.status_code == 200
+        for scheme in ("Bearer", "bearer", "BEARER"):  # the scheme is case-insensitive (RFC 7235)
+            bearer = anonymous.post("/predict", json={"text": "好"}, headers={"Authorization": f"{scheme} {KEY}"})
+            assert bearer.status_code == 200, scheme
+        bare = anonymous.post("/predict", json={"text": "好"}, headers={"Authorization": KEY})  # no scheme: no key
+        assert bare.status_code == 401
 
 
 def test_an_uploaded_file_is_read_by_the_training_reader(client: httpx.Client, tmp_path: Path):
@@ -290,3 +304,159 @@ def test_a_slow_exit_after_sigterm_logs_no_monitor_traceback(tmp_path: Path):
     process.terminate()
     assert process.wait(60) == 0, log.read_text()
     assert "Traceback" not in log.read_text() and "crashed" not in log.read_text(), log.read_text()
+
+
+def test_a_refused_body_gets_a_small_answer_and_health_stays_quick(server, client: httpx.Client):
+    """A body whose pydantic errors would be one per item (150,000 numbers, 60,000 unknown keys) is refused with
+    the first errors and a count, in bounded time; /health answers meanwhile."""
+    health: list[float] = []
+
+    def probe() -> None:
+        start = time.monotonic()
+        httpx.get(f"{server.url}/health", timeout=30)
+        health.append(time.monotonic() - start)
+
+    # each under the server's max_body_mb=1
+    for body in (json.dumps({"texts": [7] * 150_000}).encode(), json.dumps({f"k{i}": 1 for i in range(60_000)}).encode()):
+        thread = threading.Thread(target=probe)
+        start = time.monotonic()
+        thread.start()
+        response = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        elapsed = time.monotonic() - start
+        thread.join()
+        assert response.status_code in (413, 422), response.text[:300]
+        assert len(response.content) < 4000 and elapsed < 10, (len(response.content), elapsed)
+    assert max(health) < 2, health
+
+
+def raw_exchange(url: str, chunks: list[bytes], pause: float, wait: float = 10) -> tuple[bytes, float]:
+    """Send `chunks` over one connection, `pause` s apart; what came back and when (s after the first chunk)."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        start = time.monotonic()
+        received = b""
+        for chunk in chunks:
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break  # the server closed it: read what it said
+            time.sleep(pause)
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except OSError:
+            pass
+        return received, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory):
+    """Short header and body timeouts, to test them (the defaults are 10 s and 30 s)."""
+    log = tmp_path_factory.mktemp("serve_strict") / "server.log"
+    with running_server(ARTIFACT, log, "header_timeout=1", "body_timeout=1", "log_level=warning") as running:
+        yield running
+
+
+def test_slow_headers_get_a_408_and_their_connection_closed(strict_server):
+    """Slowloris: headers one byte every 0.2 s. The connection gets 408 and is closed after header_timeout (1 s),
+    not held while the client trickles."""
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    received, elapsed = raw_exchange(strict_server.url, [bytes([b]) for b in request], pause=0.2)
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert elapsed < 0.2 * len(request), elapsed  # closed before the client was done
+
+
+def test_a_body_that_does_not_arrive_gets_a_408(strict_server):
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    received, elapsed = raw_exchange(strict_server.url, [head + b'{"text": "'], pause=0)
+    assert received.startswith(b"HTTP/1.1 408") and b"body_timeout=1" in received, received[:300]
+    assert elapsed < 5, elapsed
+
+
+def test_a_body_declared_over_the_limit_is_refused_at_once(strict_server):
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
+    received, elapsed = raw_exchange(strict_server.url, [head + b'{"text": "'], pause=0)
+    assert received.startswith(b"HTTP/1.1 413") and b"max_body_mb=16" in received, received[:300]
+    assert elapsed < 2, elapsed
+    assert httpx.post(f"{strict_server.url}/predict", json={"text": "好"}, timeout=30).status_code == 200
+
+
+def test_one_poisoned_request_never_fails_the_others_of_its_batch(client: httpx.Client):
+    """30 good requests and one whose text is a lone surrogate, at once (batching on): the poisoned one is refused
+    with a 4xx naming the text, and every good one is answered (three rounds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    poisoned = b'{"texts": ["ok", "\\ud800"]}'
+    for _ in range(3):
+        with ThreadPoolExecutor(31) as pool:
+            good = [pool.submit(client.post, "/predict", json={"text": f"这本书很好 {i}"}) for i in range(30)]
+            bad = pool.submit(client.post, "/predict", content=poisoned,
+                              headers={"Content-Type": "application/json"})
+        assert bad.result().status_code == 422 and "texts[1]" in bad.result().json()["detail"]
+        assert [f.result().status_code for f in good] == [200] * 30
+
+
+def test_a_failing_batch_is_answered_request_by_request(predictor: Predictor):
+    """In the worker: when the model fails on a batch, each request is answered on its own; the one that fails
+    alone gets a 500 of its own, the others their answers (whatever the failure: here a text the model raises on)."""
+    from senti_lit.serving.api import SentimentAPI
+
+    class Fragile:
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def probabilities(self, texts, *args, **kwargs):
+            if "POISON" in texts:
+                raise RuntimeError("the tokenizer choked")
+            return predictor.probabilities(texts, *args, **kwargs)
+
+    api = SentimentAPI(str(ARTIFACT))
+    api.predictor = Fragile()
+    requests = [PredictRequest(text="这本书很好"), PredictRequest(texts=["好", "POISON"]), PredictRequest(text="很差")]
+    outputs = api.predict(requests)
+    assert outputs[0]["label"] == predictor.predict(["这本书很好"])[0]["label"]
+    assert outputs[2]["probs"] == pytest.approx(predictor.predict(["很差"])[0]["probs"], abs=1e-6)
+    failed = api.encode_response(outputs[1])
+    assert failed.status_code == 500 and b"failed on this request" in failed.body
+    assert api.encode_response(outputs[0]) is outputs[0]
+    with pytest.raises(RuntimeError):  # one request alone (max_batch_size=1): LitServe's own 500
+        api.predict(PredictRequest(text="POISON"))
+
+
+def test_an_upload_with_a_lone_surrogate_skips_that_row_and_json_is_refused(client: httpx.Client):
+    rows = b'{"text": "\xe5\xa5\xbd"}\n{"text": "bad \\ud800 text"}\n{"text": "\xe5\xb7\xae"}\n'
+    read = client.post("/read", files={"file": ("x.jsonl", rows)})
+    assert read.status_code == 200, read.text
+    assert [r["line"] for r in read.json()["rows"]] == [1, 3]
+    assert [(s["line"], "surrogate" in s["reason"]) for s in read.json()["skipped"]] == [(2, True)]
+    refused = client.post("/read", files={"file": ("x.json", b'[{"text": "a"}]')})
+    assert refused.status_code == 415 and ".jsonl" in refused.json()["detail"]
+
+
+@pytest.mark.slow
+def test_a_request_during_the_drain_gets_503_at_once(tmp_path: Path):
+    """While SIGTERM drains a request in flight (its batch waits 3 s to fill), new requests are answered 503 (or
+    refused once the socket is closed) within a second each: none waits for its client's timeout."""
+    server = start_server(ARTIFACT, tmp_path / "server.log", "max_batch_size=64", "batch_timeout=3")
+    in_flight = threading.Thread(target=lambda: httpx.post(f"{server.url}/predict", json={"text": "好"}, timeout=60))
+    in_flight.start()
+    time.sleep(0.5)
+    server.process.send_signal(__import__("signal").SIGTERM)
+    time.sleep(0.3)
+    seen = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        start = time.monotonic()
+        try:
+            seen.append(httpx.post(f"{server.url}/predict", json={"text": "好"}, timeout=5).status_code)
+        except httpx.ConnectError:
+            seen.append("refused")
+        except httpx.TransportError as e:
+            seen.append(type(e).__name__)
+        assert time.monotonic() - start < 2.5, seen
+        time.sleep(0.1)
+    in_flight.join()
+    assert server.process.wait(60) == 0, server.output()
+    assert 503 in seen and set(seen) <= {503, "refused", "ReadError", "RemoteProtocolError"}, seen

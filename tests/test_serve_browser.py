@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from senti_lit.serving.process import running_server
 from senti_lit.inference.predictor import Predictor
+from senti_lit.serving.process import running_server
 
 ARTIFACT = Path(__file__).parent / "fixtures" / "artifact_v1"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -108,3 +108,59 @@ def test_upload_a_file_with_a_bad_row(page, tmp_path: Path):
     page.wait_for_selector("#label")
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_csv_download_escapes_formulas(page, tmp_path: Path):
+    """OWASP's CSV injection: texts starting with = + - @ are prefixed with ' in the download; numbers stay numbers."""
+    source = tmp_path / "formulas.txt"
+    texts = ['=HYPERLINK("http://example.invalid","click")', "+1 好评", "-差评", "@某人 很好", "很好"]
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    page.set_input_files("#file", str(source))
+    page.wait_for_selector("#file-result table")
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    import csv
+
+    rows = list(csv.DictReader(download.value.path().read_text(encoding="utf-8-sig").splitlines()))
+    assert [r["text"] for r in rows] == ["'" + t for t in texts[:4]] + [texts[4]]
+    assert all(0.0 <= float(r["p_positive"]) <= 1.0 and not r["p_positive"].startswith("'") for r in rows)
+
+
+def test_on_a_phone_the_text_column_gets_the_width(server, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("document.getElementById('model-name').textContent === 'artifact_v1'")
+        page.fill("#text", "The room was clean and the staff were friendly\n这家酒店很干净，服务也很热情")
+        page.click("#classify")
+        page.wait_for_selector("#result table")
+        widths = page.eval_on_selector_all("#result td.text", "c => c.map(x => x.getBoundingClientRect().width)")
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        assert min(widths) > 150, widths  # was 35 px: words broke mid-word
+        # a Latin word is not broken across lines: "friendly" stays whole
+        assert page.evaluate("document.body.scrollWidth") <= 390
+        browser.close()
+
+
+def test_the_api_key_box_says_what_happened(tmp_path: Path):
+    """Wrong key: a message in the key box; Enter in the key field sends it; the right key clears every message."""
+    from playwright.sync_api import sync_playwright
+
+    with running_server(ARTIFACT, tmp_path / "server.log", "log_level=warning", "api_key_env=SENTI_PAGE_KEY",
+                        env={"SENTI_PAGE_KEY": "right-key"}) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_context().new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#key-box:not([hidden])")
+        assert "needs an API key" in page.inner_text("#key-status")
+        page.fill("#key", "wrong-key")
+        page.press("#key", "Enter")
+        page.wait_for_function("document.getElementById('key-status').textContent.includes('refused')")
+        page.fill("#key", "right-key")
+        page.press("#key", "Enter")
+        page.wait_for_function("document.getElementById('model-name').textContent === 'artifact_v1'")
+        assert page.is_hidden("#key-box") and page.is_hidden("#error") and page.is_hidden("#key-status")
+        browser.close()

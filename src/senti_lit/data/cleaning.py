@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from senti_lit.core.errors import DataError
 from senti_lit.data.examples import Example
 
 # When one text sits in several published splits, the copy in the later split is kept: test and val stay as
@@ -21,8 +22,31 @@ WHITESPACE = re.compile(r"\s+")
 
 def duplicate_key(text: str) -> str:
     """What makes two texts the same review, whatever `data.normalize` does to the model's input: NFKC (full-width
-    forms), and whitespace only where it separates Latin letters or digits ("很好 ，推荐" = "很好，推荐")."""
-    return SEGMENTATION_SPACE.sub("", WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip())
+    forms), without format characters (Unicode category Cf: zero-width spaces and joiners, the BOM, bidi marks) and
+    without any whitespace ("很好 ，推荐" = "很好，推荐", "YMC A" = "YMCA", "29 90" = "2990"). The split leakage check
+    uses the same key."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if not c.isspace() and not is_invisible(c))
+
+
+def is_invisible(char: str) -> bool:
+    """A control or format character (Unicode categories Cc, Cf: NUL, zero-width space/joiner, BOM, bidi marks)."""
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
+def is_blank(text: str) -> bool:
+    """Nothing to classify: only whitespace, control and format characters (a text of NULs or zero-width spaces
+    is as empty as ""). Stops at the first visible character."""
+    return all(c.isspace() or is_invisible(c) for c in text)
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first lone UTF-16 surrogate (U+D800-U+DFFF: not a character, and no tokenizer takes it; a
+    JSON "\\ud800" escape decodes to one), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,11 @@ def clean(
     for ex in examples:
         report.rows_read += 1
         text = normalizer(ex.text)
-        if not text:
+        if lone_surrogate(text) is not None:
+            raise DataError(f"{ex.origin}: the text holds a lone UTF-16 surrogate at character "
+                            f"{lone_surrogate(text)} (a JSON \\ud800-style escape without its pair): not text; fix "
+                            "or remove the row")
+        if is_blank(text):
             report.empty += 1
             continue
         by_text[duplicate_key(text)].append(Example(text, canonical_label(ex.label, aliases), ex.origin, ex.split))

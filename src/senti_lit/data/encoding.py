@@ -98,7 +98,7 @@ def encode_chunk(tokenizer: PreTrainedTokenizerBase, chunk: list[str], max_lengt
 
 
 # -- cache keys ---------------------------------------------------------------------------------------------------
-CACHE_VERSION = 4  # bump when what is cached, or how it is computed, changes (4: JSON, near-duplicates)
+CACHE_VERSION = 5  # bump when what is cached, or how it is computed, changes (5: duplicate key without Cf, spaces)
 
 
 def file_digest(path: Path) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from senti_lit.core.errors import DataError
+from senti_lit.data.cleaning import is_blank, lone_surrogate
 from senti_lit.data.examples import Example
 
 
@@ -486,10 +487,17 @@ def texts_to_predict(path: str | Path, text_column: str = "text") -> TableSource
 
 def rows_to_predict(path: str | Path, text_column: str = "text") -> tuple[list[Example], list[tuple[str, str]]]:
     """The rows of a file to predict on (`texts_to_predict`'s reader) that have a text, and the skipped ones as
-    (file:line, reason) in line order: the reader's bad rows (bad JSON, wrong field count, a stray quote) and the
-    empty texts."""
+    (file:line, reason) in line order: the reader's bad rows (bad JSON, wrong field count, a stray quote), the
+    empty texts (only whitespace, control or format characters) and texts that are not text (lone surrogates)."""
     reader = texts_to_predict(path, text_column)
-    rows = list(reader.read())
-    skipped = reader.bad_rows + [(ex.origin, "empty text") for ex in rows if not ex.text.strip()]
+    kept, skipped = [], []
+    for ex in reader.read():
+        if lone_surrogate(ex.text) is not None:
+            skipped.append((ex.origin, f"a lone UTF-16 surrogate at character {lone_surrogate(ex.text)}: not text"))
+        elif is_blank(ex.text):
+            skipped.append((ex.origin, "empty text"))
+        else:
+            kept.append(ex)
+    skipped += reader.bad_rows  # filled while reading
     skipped.sort(key=lambda bad: int(bad[0].rsplit(":", 1)[1]))
-    return [ex for ex in rows if ex.text.strip()], skipped
+    return kept, skipped

@@ -3,13 +3,18 @@ request or, with `max_batch_size > 1`, the requests that arrived within `batch_t
 through one `Predictor` call (sorted by length into forward batches of `batch_size`, as offline prediction does)."""
 # no `from __future__ import annotations`: LitServe reads decode_request's annotation as a class, to make it
 # the body FastAPI validates
+import logging
 import os
 import signal
 from typing import Any
 
 import litserve as ls
+from fastapi.responses import JSONResponse
 
 from senti_lit.serving.schema import PredictRequest
+
+log = logging.getLogger(__name__)
+FAILED = "senti_lit: this request failed"  # a request's answer when the model failed on it alone
 
 
 class SentimentAPI(ls.LitAPI):
@@ -42,8 +47,25 @@ class SentimentAPI(ls.LitAPI):
         return request
 
     def predict(self, x: PredictRequest | list[PredictRequest]) -> Any:
-        """One request (max_batch_size=1: LitServe's plain loop) or a list of them (its batched loop)."""
-        requests = x if isinstance(x, list) else [x]
+        """One request (max_batch_size=1: LitServe's plain loop) or a list of them (its batched loop). When a batch
+        fails, each of its requests is answered on its own: one bad request never fails another."""
+        if not isinstance(x, list):
+            return self.answer([x])[0]
+        try:
+            return self.answer(x)
+        except Exception:  # noqa: BLE001 - whatever a text did to the model, the other requests are answered
+            log.exception("a batch of %d requests failed; answering each on its own", len(x))
+            return [self.answer_alone(r) for r in x]
+
+    def answer_alone(self, request: PredictRequest) -> Any:
+        try:
+            return self.answer([request])[0]
+        except Exception:  # noqa: BLE001
+            log.exception("a request failed on its own")
+            return FAILED
+
+    def answer(self, requests: list[PredictRequest]) -> list[Any]:
+        """Every text of `requests` through one `Predictor` call; one answer per request."""
         texts = [text for r in requests for text in r.items]
         knowledge = None
         if any(r.knowledge is not None for r in requests):
@@ -61,7 +83,10 @@ class SentimentAPI(ls.LitAPI):
             for answer, truncated in zip(answers, cut[rows]):
                 answer["truncated"] = truncated
             outputs.append(answers[0] if r.text is not None else {"predictions": answers})
-        return outputs if isinstance(x, list) else outputs[0]
+        return outputs
 
-    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
+    def encode_response(self, output: Any) -> Any:
+        if output is FAILED:  # this request alone (LitServe would fail every request of the batch for one raise)
+            return JSONResponse({"detail": "the model failed on this request (the server's log has why)"},
+                                status_code=500)
         return output

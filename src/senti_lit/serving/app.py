@@ -34,15 +34,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from senti_lit.serving.api import SentimentAPI
+from senti_lit.serving.guards import BodyGuard, DrainResponder
 from senti_lit.serving.litserve_private import OrderedShutdown
 from senti_lit.serving.options import ServeOptions
 from senti_lit.serving.schema import LIMIT, Limits, PredictRequest
+from senti_lit.serving.uvicorn_private import uvicorn_settings
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 OPEN_PATHS = ("/health", "/", "/favicon.ico")  # no API key: the readiness probe and the page's static shell
-UPLOAD_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json")
+UPLOAD_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")  # what rows_to_predict reads
 FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's detail when the body is not UTF-8 JSON
 
 
@@ -122,12 +124,19 @@ class ApiKey:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
+        given = headers.get(b"x-api-key") or bearer_token(headers.get(b"authorization", b""))
         if given and hmac.compare_digest(given, self.key):
             await self.app(scope, receive, send)
             return
         await JSONResponse({"detail": "missing or wrong API key: send it as the X-API-Key header"},
                            status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+
+
+def bearer_token(authorization: bytes) -> bytes:
+    """The key of `Authorization: Bearer KEY` (the scheme in any case, RFC 7235); b"" for any other form (a bare
+    key without a scheme is not one)."""
+    scheme, _, token = authorization.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
 
 
 def error_text(error: Mapping[str, Any]) -> str:
@@ -146,14 +155,20 @@ def error_text(error: Mapping[str, Any]) -> str:
     return f"{'.'.join(loc)}: {message}" if loc else message
 
 
+SHOWN_ERRORS = 5  # a refused body's answer lists this many of its errors, and how many there were
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     status = 413 if any(e.get("type") == LIMIT for e in errors) else 400 if any(
         e.get("type") == "json_invalid" for e in errors) else 422
-    # the errors without their `input`: a refused 200,000-character body is not echoed back
-    listed = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": e.get("type")} for e in errors]
-    return JSONResponse({"detail": "; ".join(dict.fromkeys(error_text(e) for e in errors)), "errors": listed},
-                        status_code=status)
+    # the first errors, without their `input` (a refused 200,000-character body is not echoed back), and a count:
+    # an answer of a few KB whatever the body held
+    texts = list(dict.fromkeys(error_text(e) for e in errors[:50]))
+    detail = "; ".join(texts[:SHOWN_ERRORS]) + (f" ({len(errors)} errors in all)" if len(errors) > 1 else "")
+    listed = [{"loc": [str(part)[:80] for part in e.get("loc", ())][:5], "msg": str(e.get("msg"))[:300],
+               "type": e.get("type")} for e in errors[:SHOWN_ERRORS]]
+    return JSONResponse({"detail": detail[:4000], "errors": listed, "error_count": len(errors)}, status_code=status)
 
 
 def http_error(max_body: int):
@@ -206,12 +221,14 @@ async def page() -> FileResponse:
 class Server(OrderedShutdown):
     """LitServer with the page, file reading, error answers and an ordered shutdown (module docstring)."""
 
-    def __init__(self, api: SentimentAPI, *, info: dict[str, Any], max_body: int, api_key: str | None = None,
-                 banner: str = "", **kwargs: Any) -> None:
-        middlewares = [(ApiKey, {"key": api_key})] if api_key else []
+    def __init__(self, api: SentimentAPI, *, info: dict[str, Any], max_body: int, body_timeout: float,
+                 api_key: str | None = None, banner: str = "", **kwargs: Any) -> None:
+        middlewares = [(BodyGuard, {"max_body": max_body, "body_timeout": body_timeout})]
+        middlewares += [(ApiKey, {"key": api_key})] if api_key else []
         super().__init__(api, model_metadata=info, max_payload_size=max_body, middlewares=middlewares, **kwargs)
         self.banner = banner
         self.http_workers: list[Any] = []
+        self.listening: list[Any] = []
         self._stopping = threading.Event()
         app = self.app
         # LitServe's own `/` ("litserve running") would shadow the page: routes match in order
@@ -223,8 +240,8 @@ class Server(OrderedShutdown):
         app.add_exception_handler(RequestValidationError, validation_error)
         app.add_exception_handler(HTTPException, http_error(max_body))
 
-    def on_http_started(self, processes: list[Any]) -> None:
-        self.http_workers = processes  # for the shutdown order below
+    def on_http_started(self, processes: list[Any], sockets: list[Any]) -> None:
+        self.http_workers, self.listening = processes, sockets  # for the shutdown order below
         if self.banner:
             print(self.banner, flush=True)
 
@@ -251,12 +268,14 @@ class Server(OrderedShutdown):
 
     def _drain(self) -> None:
         """HTTP servers first: uvicorn stops accepting and waits for the answers in flight (the workers still run),
-        then LitServe's own shutdown stops the workers."""
+        then LitServe's own shutdown stops the workers. Meanwhile a new connection gets an immediate 503."""
+        late = DrainResponder(self.listening).start()
         for worker in self.http_workers:
             if worker.is_alive():
                 os.kill(worker.pid, signal.SIGTERM)
         for worker in self.http_workers:
             worker.join(self.uvicorn_graceful_timeout + 5)
+        late.stop()
         self.stop_workers()
 
 
@@ -290,8 +309,12 @@ def build_server(options: ServeOptions) -> Server:
     shown = "127.0.0.1" if o.host in ("0.0.0.0", "::") else o.host
     banner = (f"senti_lit.serve: {info['name']} ({info['task']}: {', '.join(info['labels'])}) on "
               f"http://{shown}:{o.port}/  (POST /predict, GET /health, GET /info, API docs /docs; Ctrl+C stops)")
-    return Server(api, info=info, max_body=int(o.max_body_mb * 2**20), api_key=api_key, banner=banner,
-                  accelerator=accelerator, devices=devices, workers_per_device=o.workers, timeout=o.timeout)
+    if min(o.header_timeout, o.body_timeout, o.keep_alive) <= 0 or o.max_connections < 1:
+        raise ValueError(f"header_timeout={o.header_timeout}, body_timeout={o.body_timeout}, keep_alive="
+                         f"{o.keep_alive} must be above 0 and max_connections={o.max_connections} at least 1")
+    return Server(api, info=info, max_body=int(o.max_body_mb * 2**20), body_timeout=o.body_timeout, api_key=api_key,
+                  banner=banner, accelerator=accelerator, devices=devices, workers_per_device=o.workers,
+                  timeout=o.timeout)
 
 
 def serve(options: ServeOptions) -> None:
@@ -300,4 +323,5 @@ def serve(options: ServeOptions) -> None:
         raise ValueError(f"host={options.host}: use 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface)")
     check_port(options.host, int(options.port))
     server = build_server(options)
-    server.run(host=options.host, port=int(options.port), log_level=options.log_level, generate_client_file=False)
+    server.run(host=options.host, port=int(options.port), log_level=options.log_level, generate_client_file=False,
+               **uvicorn_settings(options.header_timeout, options.max_connections, options.keep_alive))

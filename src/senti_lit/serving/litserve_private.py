@@ -1,8 +1,9 @@
 """Every use of LitServe's private API, in one place. LitServe (0.2) has no public hook for what the server needs
 at start-up and shutdown, so `OrderedShutdown` overrides two private methods and reads one private attribute:
 
-  - `LitServer._start_server(...) -> {id: uvicorn process}`: the HTTP server processes, which the shutdown below
-    stops first (LitServe's own shutdown closes the worker queues while requests are still in flight);
+  - `LitServer._start_server(port, num_uvicorn_servers, log_level, sockets, ...) -> {id: uvicorn process}`: the
+    HTTP server processes, which the shutdown below stops first (LitServe's own shutdown closes the worker queues
+    while requests are still in flight), and their listening sockets (answered 503 while the server drains);
   - `LitServer._perform_graceful_shutdown(manager, uvicorn_workers, shutdown_reason)`: LitServe's shutdown, told
     which HTTP processes are still alive;
   - `LitServer._shutdown_event`: the event LitServe's `run` waits on (set: the shutdown begins).
@@ -12,6 +13,7 @@ it. Everything else in `serving/` uses LitServe's public API only.
 """
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any
 
@@ -24,8 +26,8 @@ PRIVATE_ATTRIBUTES = ("_shutdown_event",)
 class OrderedShutdown(ls.LitServer):
     """A LitServer with public hooks for the start of its HTTP processes and for stopping its workers."""
 
-    def on_http_started(self, processes: list[Any]) -> None:
-        """Called once the HTTP server processes run."""
+    def on_http_started(self, processes: list[Any], sockets: list[Any]) -> None:
+        """Called once the HTTP server processes run, with their listening sockets."""
 
     def stop_workers(self) -> None:
         """Begin LitServe's shutdown of the inference workers (its `run` returns once they stopped)."""
@@ -34,7 +36,8 @@ class OrderedShutdown(ls.LitServer):
 
     def _start_server(self, *args: Any, **kwargs: Any) -> dict:
         workers = super()._start_server(*args, **kwargs)
-        self.on_http_started(list(workers.values()))
+        bound = inspect.signature(super()._start_server).bind(*args, **kwargs)
+        self.on_http_started(list(workers.values()), list(bound.arguments.get("sockets") or []))
         return workers
 
     def _perform_graceful_shutdown(self, manager: Any, uvicorn_workers: dict, shutdown_reason: str = "normal") -> None:

@@ -25,6 +25,10 @@ class ServeOptions:
     max_texts: int = 256  # texts per request (more: 413)
     max_chars: int = 200_000  # characters per request, texts and knowledge together (more: 413)
     max_body_mb: float = 16  # request body size, uploads included (more: 413)
+    header_timeout: float = 10  # seconds a request's headers may take to arrive (then 408, connection closed)
+    body_timeout: float = 30  # seconds a request's body may take to arrive (then 408)
+    max_connections: int = 512  # open connections per HTTP process (more: 503 at once)
+    keep_alive: float = 5  # seconds an idle kept-alive connection stays open
     api_key_env: Optional[str] = None  # NAME of an environment variable holding an API key: all but /health need it
     log_level: str = "info"  # uvicorn's access and error log: debug | info | warning | error
     trust_remote_code: bool = False  # run Python code shipped with the model (never because the artifact asks)

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Mapping
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from senti_lit.data.cleaning import is_blank, lone_surrogate
+
 LIMIT = "request_too_large"  # the pydantic error type of max_texts / max_chars: answered 413, not 422
 
 
@@ -82,6 +84,32 @@ class PredictRequest(BaseModel):
             return None
         return [self.knowledge] if isinstance(self.knowledge, str) else list(self.knowledge)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        """Checks whose cost does not grow with a hostile body, before pydantic validates field by field (which
+        would make, and the answer would list, one error per unknown key or per non-text item): unknown keys, the
+        number of texts, and each item's type, each reported once."""
+        if not isinstance(data, dict):
+            return data  # pydantic's own error: not an object
+        unknown = [k for k in data if k not in cls.model_fields]
+        if unknown:
+            shown = ", ".join(repr(k)[:40] for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
+                                                                     else "")
+            fields = "field" if len(unknown) == 1 else "fields"
+            raise invalid("unknown_fields", f"unknown {fields} {shown} (the fields are {', '.join(cls.model_fields)})")
+        texts = data.get("texts")
+        if isinstance(texts, list):
+            if len(texts) > cls.limits.max_texts:
+                raise invalid(LIMIT, f"{len(texts)} texts in one request; this server takes at most "
+                                     f"max_texts={cls.limits.max_texts}: split them over several requests")
+            wrong = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+            if wrong:
+                more = f" (and {len(wrong) - 1} more item{'s' if len(wrong) > 2 else ''})" if len(wrong) > 1 else ""
+                raise invalid("text_type", f"texts[{wrong[0]}] is not a string but {type(texts[wrong[0]]).__name__}"
+                                           + more)
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "PredictRequest":
         limits = self.limits
@@ -95,9 +123,16 @@ class PredictRequest(BaseModel):
             raise invalid(LIMIT, f"{len(texts)} texts in one request; this server takes at most "
                                  f"max_texts={limits.max_texts}: split them over several requests")
         for i, text in enumerate(texts):
-            if not text.strip():
-                where = "\"text\"" if self.text is not None else f"texts[{i}]"
-                raise invalid("empty_text", f"{where} is empty or only whitespace: nothing to classify")
+            where = "\"text\"" if self.text is not None else f"texts[{i}]"
+            if lone_surrogate(text) is not None:
+                raise invalid("not_text", f"{where} holds a lone UTF-16 surrogate (a \\ud800-style escape without "
+                                          f"its pair) at character {lone_surrogate(text)}: not text")
+            if is_blank(text):
+                raise invalid("empty_text", f"{where} is empty or only whitespace, control or zero-width characters: "
+                                            "nothing to classify")
+        for i, explanation in enumerate(self.explanations or []):
+            if explanation is not None and lone_surrogate(explanation) is not None:
+                raise invalid("not_text", f"knowledge[{i}] holds a lone UTF-16 surrogate: not text")
         self._check_knowledge(texts)
         chars = sum(map(len, texts)) + sum(len(k or "") for k in self.explanations or [])
         if chars > limits.max_chars:

@@ -15,7 +15,11 @@ async function call(path, options = {}) {
   const response = await fetch(path, Object.assign({}, options, { headers }));
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
-  if (response.status === 401) $("key-box").hidden = false;
+  if (response.status === 401) {
+    $("key-box").hidden = false;
+    showError("key-status", apiKey() ? "This key was refused (401): check it and try again."
+                                     : "This server needs an API key.");
+  }
   if (!response.ok) {
     const detail = body && body.detail ? body.detail : response.statusText;
     throw new Error(`${response.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
@@ -46,6 +50,8 @@ async function loadInfo() {
     return;
   }
   $("key-box").hidden = true;
+  showError("key-status", "");
+  showError("error", "");  // an earlier 401 (or other) message no longer applies
   $("model-name").textContent = info.name;
   const meta = $("model-meta");
   meta.replaceChildren();
@@ -226,8 +232,11 @@ function downloadJsonl() {
   save(lines.join("\n") + "\n", `${fileName}.predictions.jsonl`, "application/x-ndjson");
 }
 
+// OWASP's CSV-injection rule: a text cell starting with = + - @ tab or CR is prefixed with ' so that a spreadsheet
+// shows it instead of running it as a formula (numbers, negative ones included, stay numbers)
 function csvCell(value) {
-  const s = String(value ?? "");
+  let s = String(value ?? "");
+  if (typeof value !== "number" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
@@ -249,5 +258,11 @@ $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlK
 $("file").addEventListener("change", upload);
 $("download-jsonl").addEventListener("click", downloadJsonl);
 $("download-csv").addEventListener("click", downloadCsv);
-$("key-save").addEventListener("click", () => { sessionStorage.setItem("senti_lit_key", $("key").value); loadInfo(); });
+function useKey() {
+  sessionStorage.setItem("senti_lit_key", $("key").value.trim());
+  showError("key-status", "Checking the key…");
+  loadInfo();
+}
+$("key-save").addEventListener("click", useKey);
+$("key").addEventListener("keydown", (e) => { if (e.key === "Enter") useKey(); });
 loadInfo();
