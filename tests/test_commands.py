@@ -33,3 +33,72 @@ def test_help_and_tab_completion_import_no_torch():
             f"print(sorted(m for m in {HEAVY} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The error line of a failed command, checked to be the only thing it says about the failure."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+def train_cli(tmp_path: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "senti_lit.train", f"hydra.run.dir={tmp_path / 'run'}",
+                           *overrides], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_damaged_or_pickled_checkpoint_is_one_line(tmp_path: Path):
+    """resume= a truncated checkpoint, or one holding pickled objects (refused: they could run code): one line that
+    names the file, no traceback."""
+    import torch
+
+    from helpers.compose import TINY_MODEL
+    from helpers.data import write_reviews
+
+    data = write_reviews(tmp_path / "data", n_per_label=40)
+    damaged = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, damaged)
+    damaged.write_bytes(damaged.read_bytes()[:-200])
+    line = one_line_error(train_cli(tmp_path, f"resume={damaged}", f"data.path={data}", *TINY_MODEL))
+    assert f"{damaged} is damaged" in line
+    pickled = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "payload": Path("/")}, pickled)  # a pickled object, in a valid archive
+    line = one_line_error(train_cli(tmp_path, f"resume={pickled}", f"data.path={data}", *TINY_MODEL,
+                                    "trainer.max_epochs=1", "model.mlm_warmup.epochs=0"))
+    assert f"{pickled}: this checkpoint holds pickled Python objects" in line
+
+
+def test_an_empty_model_folder_fails_before_the_data_in_one_line(tmp_path: Path):
+    import time
+
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    start = time.monotonic()
+    line = one_line_error(train_cli(tmp_path, f"model.backbone.path={empty}"))
+    assert f"model.backbone.path={empty}: this folder holds no config.json (it is empty)" in line
+    assert time.monotonic() - start < 60  # before the data (the default data alone takes longer to read and encode)
+
+
+def test_each_failed_sweep_job_is_one_line(tmp_path: Path):
+    args = ["-m", "data=csv", f"data.path={tmp_path / 'missing.csv'}", "seed=1,2",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    result = subprocess.run([sys.executable, "-m", "senti_lit.train", *args], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    failed = [line for line in (result.stdout + result.stderr).splitlines() if "job failed: " in line]
+    assert len(failed) == 2 and all("missing.csv" in line for line in failed), result.stdout[-2000:]
+    assert "2 of 2 jobs failed" in result.stderr
+
+
+def test_a_file_system_error_names_its_file_and_the_fix():
+    from senti_lit.core.runtime import user_error_text
+
+    error = PermissionError(13, "Permission denied", "/data/reviews.csv")
+    assert user_error_text(error) == ("/data/reviews.csv: permission denied; check the permissions of it (and of its "
+                                      "folder), or choose another path")
+    assert user_error_text(ValueError("plain")) == "plain"

@@ -341,3 +341,68 @@ def test_near_duplicates_never_cross_splits(tmp_path: Path):
             assert where.setdefault(duplicate_key(ex.text), name) == name, ex
     summary = datamodule.summary()
     assert summary["dropped"]["near_duplicates"] == 100 and summary["kept"] == 150
+
+
+def test_zero_width_and_spaced_copies_are_near_duplicates_that_never_cross_splits(tmp_path: Path):
+    """Copies that differ by zero-width characters (U+200B, U+200C, U+200D, U+FEFF inside the text) or by a space
+    inside a Latin or digit run ("YMC A", "29 90") are the same review: dropped, counted, never in two splits."""
+    from hydra.utils import instantiate
+
+    from helpers.compose import compose_train
+    from senti_lit.data.cleaning import duplicate_key
+
+    rows = [(f"第{i}家 YMCA 酒店 2990 元 很好", "pos" if i % 2 else "neg") for i in range(150)]
+    marks = ["\u200b", "\u200c", "\u200d", "\ufeff"]
+    copies = [(t.replace("酒店", f"酒{marks[i % 4]}店"), l) for i, (t, l) in enumerate(rows[:16])]
+    copies += [(t.replace("YMCA", "YMC A").replace("2990", "29 90"), l) for t, l in rows[16:30]]
+    assert duplicate_key(copies[0][0]) == duplicate_key(rows[0][0]) and copies[0][0] != rows[0][0]
+    f = tmp_path / "reviews.csv"
+    f.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows + copies), encoding="utf-8")
+    datamodule = instantiate(compose_train(["data=csv", f"data.path={f}"], tmp_path).data)
+    where = {}
+    for name, examples in datamodule.prepare_splits().items():
+        for ex in examples:
+            assert where.setdefault(duplicate_key(ex.text), name) == name, ex
+    summary = datamodule.summary()
+    assert summary["dropped"]["near_duplicates"] == 30 and summary["kept"] == 150
+
+
+def test_texts_of_invisible_characters_are_empty_and_surrogates_are_refused():
+    from senti_lit.data.cleaning import is_blank, lone_surrogate
+
+    assert is_blank("\x00\x00") and is_blank("\u200b\ufeff \t") and is_blank("") and not is_blank("\u200b好")
+    assert lone_surrogate("ok\ud800") == 2 and lone_surrogate("😀 fine") is None
+    examples = [Example("好\ud800", "pos", "f.jsonl:7")]
+    with pytest.raises(DataError, match=r"f.jsonl:7: the text holds a lone UTF-16 surrogate"):
+        clean(examples)
+    kept, report = clean([Example("\u200b\u200d", "pos", "f:1"), Example("好", "pos", "f:2")])
+    assert [ex.text for ex in kept] == ["好"] and report.empty == 1
+
+
+def test_skipped_rows_are_named_in_data_json_and_the_log_and_a_stray_quote_label_names_its_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """on_bad_row=skip: each skipped row's file:line is in data.json and the log. A stray quote that closes in the
+    label column makes a new label (`negative"`): the split error names that row's line."""
+    import logging
+
+    from hydra.utils import instantiate
+
+    from helpers.compose import compose_train
+
+    rows = [f"第{i}条评论 很{'好' if i % 2 else '差'},{'positive' if i % 2 else 'negative'}" for i in range(60)]
+    rows.insert(10, 'a,b,c,too many fields')  # line 12: skipped
+    f = tmp_path / "reviews.csv"
+    f.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    cfg = compose_train(["data=csv", f"data.path={f}", "data.source.on_bad_row=skip"], tmp_path)
+    datamodule = instantiate(cfg.data)
+    with caplog.at_level(logging.INFO, logger="senti_lit.data.datamodule"):
+        datamodule.prepare_splits()
+    lines = datamodule.summary()["bad_row_lines"]
+    assert [row["row"].rsplit(":", 1)[1] for row in lines] == ["12"] and str(f) in lines[0]["row"]
+    assert f"skipped {f}:12" in caplog.text
+    quoted = rows[:20] + ['第99条评论 很"差,negative"'] + rows[20:]  # label `negative"`: line 22
+    g = tmp_path / "quoted.csv"
+    g.write_text("text,label\n" + "\n".join(quoted) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"quoted.csv:22"):
+        instantiate(compose_train(["data=csv", f"data.path={g}", "data.source.on_bad_row=skip"],
+                                  tmp_path / "q").data).prepare_splits()

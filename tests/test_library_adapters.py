@@ -90,3 +90,16 @@ def test_no_module_but_the_adapters_uses_a_private_lightning_or_litserve_name():
     assert all(private_uses(path, names) for path in adapters)  # and finds them where they are
     uses = [use for path in sorted(SRC.rglob("*.py")) if path not in adapters for use in private_uses(path, names)]
     assert not uses, "private Lightning/LitServe API outside its adapter module: " + "; ".join(uses)
+
+
+def test_the_uvicorn_protocol_still_has_what_the_header_timeout_reads():
+    """serving/uvicorn_private.py reads `conn` (h11), `transport` and `loop` of uvicorn's H11Protocol."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from senti_lit.serving import uvicorn_private
+
+    source = inspect.getsource(H11Protocol)
+    for attribute in uvicorn_private.PRIVATE_ATTRIBUTES:
+        assert f"self.{attribute} = " in source, f"H11Protocol.{attribute} is gone: update uvicorn_private.py"
+    settings = uvicorn_private.uvicorn_settings(2.5, 10, 3)
+    assert issubclass(settings["http"], H11Protocol) and settings["http"].header_timeout == 2.5

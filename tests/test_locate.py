@@ -63,3 +63,25 @@ def test_a_cached_hub_model_is_used_offline_without_retries(tmp_path: Path, monk
     assert hub.HF_HUB_OFFLINE is True
     with __import__("pytest").raises(FileNotFoundError, match="org/other: this Hub model is not in the"):
         locate.check_model_sources({"backbone": {"path": "org/other"}})
+
+
+def test_an_empty_or_wrong_model_folder_is_named_before_the_data(tmp_path: Path):
+    import pytest
+
+    from senti_lit.weights import locate
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"model.backbone.path=.*empty: this folder holds no config.json "
+                                                r"\(it is empty\)"):
+        locate.check_model_sources({"backbone": {"path": str(empty)}})
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"it holds notes.txt"):
+        locate.check_model_sources({"backbone": {"path": str(wrong)}})
+    with pytest.raises(FileNotFoundError, match=r"model.tokenizer.path=.*holds no tokenizer.json or "
+                                                r"tokenizer_config.json"):
+        locate.check_model_sources({"tokenizer": {"path": str(wrong)}})
+    (wrong / "config.json").write_text("{}")
+    locate.check_model_sources({"backbone": {"path": str(wrong)}})  # a saved model's folder passes

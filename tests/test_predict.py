@@ -242,3 +242,92 @@ def test_loading_an_artifact_imports_no_lightning():
             "print(sorted(m for m in ('lightning', 'torchmetrics', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[1] == "[]", out
+
+
+def test_predict_output_is_never_the_input_nor_replaced_silently(tmp_path: Path):
+    """output= equal to input= is refused before anything is predicted; an existing output is replaced only with
+    overwrite=true; an output in a folder that cannot be written is one line, before the model loads."""
+    source = tmp_path / "reviews.jsonl"
+    source.write_text('{"text": "这本书很好", "id": 7}\n{"text": "很差"}\n', encoding="utf-8")
+    artifact = f"artifact={FIXTURES / 'artifact_v1'}"
+    same = run_cli("senti_lit.predict", artifact, f"input={source}", f"output={source}")
+    assert same.returncode == 1 and "is the input file" in same.stderr and "Traceback" not in same.stderr
+    assert '"id": 7' in source.read_text(encoding="utf-8")  # untouched
+    target = tmp_path / "out.jsonl"
+    target.write_text("an earlier run's answers\n", encoding="utf-8")
+    kept = run_cli("senti_lit.predict", artifact, f"input={source}", f"output={target}")
+    assert kept.returncode == 1 and "exists; set overwrite=true" in kept.stderr
+    assert target.read_text(encoding="utf-8") == "an earlier run's answers\n"
+    replaced = run_cli("senti_lit.predict", artifact, f"input={source}", f"output={target}", "overwrite=true")
+    assert replaced.returncode == 0, replaced.stderr
+    assert [json.loads(line)["line"] for line in target.read_text(encoding="utf-8").splitlines()] == [1, 2]
+    unwritable = run_cli("senti_lit.predict", artifact, f"input={source}", "output=/proc/senti_lit_out.jsonl")
+    assert unwritable.returncode == 1 and "/proc" in unwritable.stderr and "Traceback" not in unwritable.stderr
+    assert len(unwritable.stderr.strip().splitlines()) <= 2, unwritable.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "reviews.jsonl"]  # no temporary file left
+
+
+def test_two_writers_of_one_output_never_mix_and_the_second_is_told(tmp_path: Path):
+    from senti_lit.inference.answering import publish
+
+    target = tmp_path / "out.jsonl"
+    publish(target, b'{"run": 1}\n', overwrite=False)
+    with pytest.raises(FileExistsError, match="written by another run"):
+        publish(target, b'{"run": 2}\n', overwrite=False)
+    assert target.read_bytes() == b'{"run": 1}\n'
+    publish(target, b'{"run": 3}\n', overwrite=True)
+    assert target.read_bytes() == b'{"run": 3}\n' and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+@pytest.mark.parametrize("damage", ["truncated artifact.json", "garbage tokenizer.json", "artifact.json a link",
+                                    "empty backbone config"])
+def test_a_damaged_artifact_file_is_named(damage: str, tmp_path: Path):
+    import shutil
+
+    folder = tmp_path / "artifact"
+    shutil.copytree(FIXTURES / "artifact_v1", folder)
+    if damage == "truncated artifact.json":
+        broken = folder / "artifact.json"
+        broken.write_bytes(broken.read_bytes()[:40])
+    elif damage == "garbage tokenizer.json":
+        broken = folder / "tokenizer" / "tokenizer.json"
+        broken.write_bytes(b"\x00\xffnot json")
+    elif damage == "artifact.json a link":
+        (tmp_path / "notes.txt").write_text("not json at all", encoding="utf-8")
+        broken = folder / "artifact.json"
+        broken.unlink()
+        broken.symlink_to(tmp_path / "notes.txt")
+    else:
+        broken = folder / "backbone" / "config.json"
+        broken.write_bytes(b"")
+    with pytest.raises(ValueError, match=str(broken).replace("\\", "\\\\")):
+        Predictor.load(folder)
+
+
+def test_links_out_of_the_artifact_are_followed_and_named(tmp_path: Path, capsys: pytest.CaptureFixture):
+    import shutil
+
+    folder = tmp_path / "artifact"
+    shutil.copytree(FIXTURES / "artifact_v1", folder)
+    shared = tmp_path / "shared_weights.safetensors"
+    (folder / "model.safetensors").rename(shared)
+    (folder / "model.safetensors").symlink_to(shared)
+    Predictor.load(folder).predict(["很好"])
+    err = capsys.readouterr().err
+    assert "links to outside the artifact" in err and f"model.safetensors -> {shared}" in err
+
+
+def test_json_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A process that dies while writing artifact.json (here: the disk sync fails) leaves the previous file."""
+    from senti_lit.core.files import read_json, write_json
+
+    path = tmp_path / "artifact.json"
+    write_json(path, {"format": 1})
+
+    def dying_sync(fd):
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "fsync", dying_sync)
+    with pytest.raises(OSError, match="killed"):
+        write_json(path, {"format": 2})
+    assert read_json(path) == {"format": 1} and [p.name for p in tmp_path.iterdir()] == ["artifact.json"]

@@ -45,10 +45,20 @@ def test_a_file_asking_for_remote_code_runs_none(tmp_path: Path):
     assert not marker.exists()
 
 
-def test_trusting_remote_code_is_explicit_and_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    with caplog.at_level(logging.WARNING, logger="senti_lit.inference.artifact"):
-        Predictor.load(FIXTURES / "artifact_v1", trust_remote_code=True)
-    assert "trust_remote_code=true" in caplog.text and "only artifacts you trust" in caplog.text
+def test_trusting_remote_code_is_explicit_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """The warning goes to stderr whatever the logging level (predict and serve turn the log off) and names the
+    Python files that may run; transformers' misleading "has no effect here" line is not shown."""
+    folder = hostile_artifact(tmp_path / "artifact", tmp_path / "ran.txt")
+    logging.getLogger().setLevel(logging.CRITICAL)  # as predict's disabled logging
+    try:
+        Predictor.load(folder, trust_remote_code=True)
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+    err = capsys.readouterr().err
+    assert "warning: trust_remote_code=true" in err and "only artifacts you trust" in err, err
+    scripts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.py"))
+    assert scripts and all(name in err for name in scripts), (scripts, err)
+    assert "has no effect here" not in err
 
 
 def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path):

@@ -45,21 +45,25 @@ def main() -> None:
 @user_errors
 def run(cfg: DictConfig) -> None:
     # imported here: `--help` and Tab completion answer without loading torch and transformers (seconds)
-    from senti_lit.inference.answering import predict_file, repl
-    from senti_lit.inference.predictor import Predictor, describe
+    from senti_lit.data.cleaning import is_blank
+    from senti_lit.inference.answering import check_output, predict_file, repl
 
     quiet_known_warnings()
-    predictor = Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision),
-                               threshold=cfg.threshold, trust_remote_code=cfg.trust_remote_code)
+    if cfg.text is not None and cfg.input is None and is_blank(str(cfg.text)):
+        raise SystemExit("text= is empty (or only invisible characters): give a text to classify "
+                         "(text=\"这家酒店很干净\"), input=FILE, or neither for the interactive loop")
     if cfg.input:
         source = Path(cfg.input)
         # the input's own suffix stays in the default name: reviews.csv and reviews.jsonl never share an output
         target = Path(cfg.output) if cfg.output else source.with_name(f"{source.name}.predictions.jsonl")
-        predict_file(predictor, source, target, cfg.text_column, cfg.batch_size, cfg.top_k)
+        check_output(source, target, cfg.overwrite)  # before the model loads: a wrong output costs no minutes
+    from senti_lit.inference.predictor import Predictor, describe
+
+    predictor = Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision),
+                               threshold=cfg.threshold, trust_remote_code=cfg.trust_remote_code)
+    if cfg.input:
+        predict_file(predictor, source, target, cfg.text_column, cfg.batch_size, cfg.top_k, cfg.overwrite)
     elif cfg.text is not None:
-        if not str(cfg.text).strip():
-            raise SystemExit("text= is empty: give a text to classify (text=\"这家酒店很干净\"), input=FILE, or "
-                             "neither for the interactive loop")
         print(describe(predictor.predict([str(cfg.text)], top_k=cfg.top_k)[0]))
     else:
         repl(predictor, cfg.top_k)

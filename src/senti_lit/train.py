@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -17,7 +18,14 @@ from omegaconf import DictConfig
 
 from senti_lit.core.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.core.files import write_json
-from senti_lit.core.runtime import keep_freed_memory, limit_onednn_cache, quiet_known_warnings, user_errors
+from senti_lit.core.runtime import (
+    USER_ERRORS,
+    keep_freed_memory,
+    limit_onednn_cache,
+    quiet_known_warnings,
+    user_error_text,
+    user_errors,
+)
 from senti_lit.weights.locate import check_model_sources
 
 log = logging.getLogger(__name__)
@@ -77,8 +85,12 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             raise
-        # one failed job must not end the sweep: record it for the sweep report, tell Optuna the trial failed
-        log.exception("job failed")
+        # one failed job must not end the sweep: record it for the sweep report, tell Optuna the trial failed; a
+        # known user error is one line (the traceback with HYDRA_FULL_ERROR=1), anything else its traceback
+        if isinstance(e, USER_ERRORS) and os.environ.get("HYDRA_FULL_ERROR") != "1":
+            log.error("job failed: %s", user_error_text(e))
+        else:
+            log.exception("job failed")
         write_json(Path(cfg.paths.output_dir) / "failed.json", {"error": f"{type(e).__name__}: {e}"})
         return float("nan") if cfg.get("optimized_metric") else None
     value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None

@@ -34,5 +34,16 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    """JSON the project writes (artifact.json, metrics.json, data.json …), atomically: a killed process leaves the
+    previous file or the new one, never a 0-byte or half file."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file the project reads back; a truncated, garbled or non-UTF-8 one is a ValueError that names it."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the file is damaged (an interrupted write?) or not the "
+                         "project's: restore or re-create it") from None

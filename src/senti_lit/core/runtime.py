@@ -23,6 +23,9 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*deprecated", category=DeprecationWarning)
     # Encodings live in memory and collation is cheap: worker processes would only add start-up cost on CPU.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # transformers says trust_remote_code "has no effect here" when a concrete config class gets it, although the
+    # model's shipped code did run: misleading next to our own warning (inference.artifact.warn_remote_code)
+    logging.getLogger("transformers.configuration_utils").addFilter(_drop_no_effect)
     # Lightning advertises a cloud logger at every Trainer start.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advert)
     # Lightning warns when an epoch has fewer batches than log_every_n_steps, but it counts that interval over the
@@ -36,6 +39,15 @@ def quiet_known_warnings() -> None:
                 logging.getLogger("lightning").removeHandler(handler)
     # The tokenizers library's thread pool and forked DataLoader workers do not mix.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def notice(message: str) -> None:
+    """A warning the user must see whatever the logging set-up (predict and serve turn the log off): on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _drop_no_effect(record: logging.LogRecord) -> bool:
+    return "has no effect here and is ignored" not in str(record.msg)
 
 
 def _drop_advert(record: logging.LogRecord) -> bool:
@@ -89,22 +101,36 @@ def limit_onednn_cache(capacity: int = ONEDNN_CACHE) -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
 
 
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+def user_error_text(error: BaseException) -> str:
+    """A known user error as one line: a file-system error names its file and what to do."""
+    if isinstance(error, OSError) and error.filename is not None and not str(error).startswith(str(error.filename)):
+        fixes = {PermissionError: "check the permissions of it (and of its folder), or choose another path",
+                 IsADirectoryError: "give a file, not a folder", FileExistsError: "remove it or choose another path"}
+        fix = next((v for k, v in fixes.items() if isinstance(error, k)), "")
+        return f"{error.filename}: {(error.strerror or str(error)).lower()}{'; ' + fix if fix else ''}"
+    return str(error)
+
+
 def user_errors(task: Callable[..., Any]) -> Callable[..., Any]:
-    """A command's task (inside `@hydra.main`): a known user error (bad data, a missing file or model, a bad value)
-    prints its message in one line and exits 1; the traceback only with HYDRA_FULL_ERROR=1 or hydra.verbose."""
-    from senti_lit.core.errors import DataError
+    """A command's task (inside `@hydra.main`): a known user error (bad data, a missing or unreadable file or model,
+    a bad value) prints its message in one line and exits 1; the traceback only with HYDRA_FULL_ERROR=1 or
+    hydra.verbose."""
 
     @functools.wraps(task)
     def run(cfg: Any) -> Any:
         try:
             return task(cfg)
-        except (DataError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        except USER_ERRORS as e:
             from hydra.core.hydra_config import HydraConfig
 
             verbose = HydraConfig.initialized() and HydraConfig.get().verbose
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or verbose:
                 raise
-            print(f"error: {e}\n(HYDRA_FULL_ERROR=1 shows where in the code it came from)", file=sys.stderr)
+            print(f"error: {user_error_text(e)}\n(HYDRA_FULL_ERROR=1 shows where in the code it came from)",
+                  file=sys.stderr)
             raise SystemExit(1) from None
 
     return run

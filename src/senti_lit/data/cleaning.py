@@ -10,6 +10,8 @@ from typing import Iterable, Mapping, Sequence
 from senti_lit.core.errors import DataError
 from senti_lit.data.examples import Example
 
+BAD_ROWS_LISTED = 1000  # skipped rows named one by one in data.json (all are counted)
+
 # When one text sits in several published splits, the copy in the later split is kept: test and val stay as
 # published and train loses the overlap.
 SPLIT_PRIORITY = {None: 0, "train": 1, "val": 2, "test": 3}
@@ -87,10 +89,14 @@ class CleanReport:
     no_label: int = 0  # kept multi-label examples with an empty label set (a valid all-zero target)
     kept: int = 0
     bad_rows: dict[str, int] = field(default_factory=dict)  # skipped by the reader (on_bad_row=skip), by reason
+    bad_row_lines: list = field(default_factory=list)  # [file:line, reason] of the first BAD_ROWS_LISTED of them
     examples_of_contradictions: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        bad = f"; skipped {sum(self.bad_rows.values())} bad rows {self.bad_rows}" if self.bad_rows else ""
+        lines = "; ".join(f"{origin}: {reason}" for origin, reason in self.bad_row_lines[:3])
+        more = " …" if sum(self.bad_rows.values()) > 3 else ""
+        bad = (f"; skipped {sum(self.bad_rows.values())} bad rows {self.bad_rows} ({lines}{more}; every one in "
+               "data.json)" if self.bad_rows else "")
         overlap = f", {self.cross_split} train copies of val/test texts" if self.cross_split else ""
         unlabelled = f" ({self.no_label} with no label)" if self.no_label else ""
         return (

@@ -21,7 +21,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from senti_lit.core.config import plain
 from senti_lit.core.errors import DataError
-from senti_lit.data.cleaning import CleanReport, TextNormalizer, clean, duplicate_key, label_histogram
+from senti_lit.data.cleaning import BAD_ROWS_LISTED, CleanReport, TextNormalizer, clean, duplicate_key, label_histogram
 from senti_lit.data.encoding import EncodedDataset, digest, files_digest, load_json, save_json, tokenizer_digest
 from senti_lit.data.examples import Example
 from senti_lit.data.inputs import InputSpec
@@ -42,6 +42,7 @@ from senti_lit.data.tokenization import build_tokenizer
 from senti_lit.data.vocabulary import add_whole_words, read_words
 
 log = logging.getLogger(__name__)
+LOGGED_BAD_ROWS = 20  # skipped rows named in the log (data.json names more)
 
 
 def describe_factory(factory: Any) -> Any:
@@ -166,6 +167,12 @@ class TextClassificationDataModule(L.LightningDataModule):
     def _read_clean_split(self) -> None:
         examples, report = clean(self.source.read(), self.normalizer, self.aliases)
         report.bad_rows = dict(getattr(self.source, "skipped", {}))
+        report.bad_row_lines = [list(bad) for bad in getattr(self.source, "bad_rows", [])[:BAD_ROWS_LISTED]]
+        for origin, reason in report.bad_row_lines[:LOGGED_BAD_ROWS]:
+            log.info("data: skipped %s: %s", origin, reason)
+        if len(report.bad_row_lines) > LOGGED_BAD_ROWS:
+            log.info("data: skipped %d more bad rows (data.json lists the first %d)",
+                     sum(report.bad_rows.values()) - LOGGED_BAD_ROWS, BAD_ROWS_LISTED)
         self.clean_report = report
         if report.contradictory_texts:
             log.info("data: %d texts labelled two ways, every copy dropped; e.g. %s", report.contradictory_texts,
@@ -276,6 +283,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             "dropped": {"empty": report.empty, "duplicates": report.duplicates,
                         "near_duplicates": report.near_duplicates, "cross_split": report.cross_split,
                         "contradictory_rows": report.contradictory_rows, "bad_rows": report.bad_rows},
+            "bad_row_lines": [{"row": origin, "reason": reason} for origin, reason in report.bad_row_lines],
             "contradictory_texts": report.contradictory_texts,
             "no_label": report.no_label,
             "labels": list(self.label_space.names),

@@ -90,6 +90,7 @@ class DatasetFiles:
         self.hub = HubSource(**plain(hub)) if hub else None
         self.on_bad_row, self.encoding = on_bad_row, encoding
         self.skipped: Counter[str] = Counter()
+        self.bad_rows: list[tuple[str, str]] = []  # (file:line, reason) of each skipped row, every file
         self.chosen: str | None = None  # the layout (or "hub") actually read, for the run's data summary
 
     def __repr__(self) -> str:
@@ -152,6 +153,7 @@ class DatasetFiles:
             for ex in table.read():
                 yield dataclasses.replace(ex, split=split) if split else ex
             self.skipped.update(table.skipped)
+            self.bad_rows += table.bad_rows
 
     def _from_hub(self) -> Iterator[Example]:
         missing_file = self.path.suffix and not self.path.is_dir()  # data.path named a file that is not there

@@ -39,9 +39,12 @@ def take(examples: list[Example], share: float | int, seed: int, multi_label: bo
     except ValueError as e:  # sklearn's message does not say which label or what to do
         rare = {k: v for k, v in Counter(strata).items() if v < 3}
         amount = f"{share:.0%}" if isinstance(share, float) else str(share)
+        where = "; ".join(f"{label!r} at {', '.join(ex.origin for ex in examples if ex.label == label)}"
+                          for label in list(rare)[:5])  # a stray quote makes `negative"` a label: its line
         raise DataError(
             f"cannot split {amount} off {len(examples)} examples: {e}; labels with fewer than 3 examples: "
-            f"{rare or 'none'}; add examples, drop those labels, or change data.split.fractions"
+            f"{rare or 'none'}{' (' + where + ')' if where else ''}; fix those rows (a typo or a stray quote in the "
+            "label column?), add examples, drop those labels, or change data.split.fractions"
         ) from None
 
 

@@ -3,32 +3,76 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
+from senti_lit.core.files import umask_mode
 from senti_lit.data.sources import rows_to_predict
 from senti_lit.inference.predictor import Predictor, describe
 
 QUIT = {"q", "quit", "exit"}
 
 
+def check_output(source: Path, target: Path, overwrite: bool) -> None:
+    """Before anything is predicted: the output is not the input, replaces an existing file only with `overwrite`,
+    and its folder is writable (a run that fails to write loses nothing but seconds)."""
+    if not source.is_file():
+        raise FileNotFoundError(f"input={source}: no such file")
+    if target.resolve() == source.resolve():
+        raise ValueError(f"output={target} is the input file: its other fields would be lost; choose another "
+                         "output (or leave output out: <input>.predictions.jsonl)")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"output={target} exists; set overwrite=true to replace it, or choose another output")
+    if target.is_dir():
+        raise IsADirectoryError(f"output={target} is a folder: give a file name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    probe = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=True)
+    probe.close()
+
+
 def predict_file(predictor: Predictor, source: Path, target: Path, text_column: str, batch_size: int,
-                 top_k: int) -> list[tuple[str, str]]:
+                 top_k: int, overwrite: bool = False) -> list[tuple[str, str]]:
     """Every readable row of `source` predicted into `target` (JSON lines with the row's line number); returns the
-    skipped rows (file:line, reason), which are also printed."""
+    skipped rows (file:line, reason), which are also printed. The file appears whole or not at all: written to a
+    temporary file beside it, then moved into place; without `overwrite` it never replaces a file, not even one
+    that another run wrote meanwhile."""
+    check_output(source, target, overwrite)
     rows, skipped = rows_to_predict(source, text_column)
     knowledge = [ex.knowledge for ex in rows] if any(ex.knowledge is not None for ex in rows) else None
     answers = predictor.predict([ex.text for ex in rows], knowledge, batch_size, top_k, progress=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", encoding="utf-8") as f:
-        for ex, answer in zip(rows, answers):
-            f.write(json.dumps({"line": ex.line, "text": ex.text, **answer}, ensure_ascii=False) + "\n")
+    lines = "".join(json.dumps({"line": ex.line, "text": ex.text, **answer}, ensure_ascii=False) + "\n"
+                    for ex, answer in zip(rows, answers))
+    publish(target, lines.encode("utf-8"), overwrite)
     print(f"{len(rows)} texts predicted -> {target}")
     if skipped:
         print(f"{source}: skipped {len(skipped)} rows: "
               + "; ".join(f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in skipped[:20])
               + (" ..." if len(skipped) > 20 else ""), file=sys.stderr)
     return skipped
+
+
+def publish(target: Path, data: bytes, overwrite: bool) -> None:
+    """Write `data` to a temporary file beside `target`, then rename it into place (`overwrite`) or link it there,
+    which fails if `target` appeared meanwhile (another run's output is never replaced silently)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask_mode(Path(tmp))
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise FileExistsError(f"output={target} was written by another run while this one predicted; "
+                                      "set overwrite=true to replace it, or choose another output") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def repl(predictor: Predictor, top_k: int) -> None:

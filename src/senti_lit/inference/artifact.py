@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,8 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import PreTrainedTokenizerBase
 
 import senti_lit
-from senti_lit.core.files import umask_mode, write_json
+from senti_lit.core.files import atomic_write, read_json, umask_mode, write_json
+from senti_lit.core.runtime import notice
 from senti_lit.data.inputs import InputSpec
 from senti_lit.data.labels import LabelSpace
 from senti_lit.data.tokenization import build_tokenizer
@@ -73,7 +73,7 @@ def save_artifact(folder: Path, model: ClassifierNet, tokenizer: PreTrainedToken
     }
     write_json(folder / "artifact.json", meta)
     if config_yaml is not None:
-        (folder / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        atomic_write(folder / "config.yaml", lambda f: f.write(config_yaml.encode("utf-8")))
     if weights == "full":
         save_model(model, str(folder / "model.safetensors"))  # handles tied weights (LM heads)
         umask_mode(folder / "model.safetensors")
@@ -91,9 +91,10 @@ def read_meta(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: not a senti_lit artifact (no artifact.json); training writes one to "
                                 "<run dir>/artifact")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: artifact format {meta.get('format')}, this senti_lit reads format {FORMAT}")
+    meta = read_json(path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{path}: artifact format {found}, this senti_lit reads format {FORMAT}")
     return meta
 
 
@@ -103,11 +104,15 @@ def load_artifact(folder: str | Path, device: str = "cpu", trust_remote_code: bo
     runs only when the caller passes `trust_remote_code=True`, never because the artifact's files ask for it."""
     folder = Path(folder)
     meta = read_meta(folder)
+    check_files(folder)
     if trust_remote_code:
-        log.warning("trust_remote_code=true: Python files shipped in %s may run now; load only artifacts you trust",
-                    folder)
+        warn_remote_code(folder)
     spec = ModelSpec.from_dict(meta)
-    tokenizer = build_tokenizer(path=str(folder / "tokenizer"), trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = build_tokenizer(path=str(folder / "tokenizer"), trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001 - whatever the loader raises about a damaged tokenizer, named
+        raise ValueError(f"{folder / 'tokenizer'}: the tokenizer cannot be loaded ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200] if str(e) else ''}); copy the artifact folder again") from None
     kwargs = dict(spec.backbone.get("model_kwargs") or {})
     kwargs.pop("quantization_config", None)
     kwargs["trust_remote_code"] = trust_remote_code
@@ -133,6 +138,35 @@ def load_artifact(folder: str | Path, device: str = "cpu", trust_remote_code: bo
         model.temperature.copy_(state.pop("temperature"))
         load_trainable(model, state)
     return model.to(device).eval(), tokenizer, meta
+
+
+def check_files(folder: Path) -> None:
+    """Before loading: every JSON file of the artifact parses (an error names the file, not "Expecting value: line 1
+    column 1"), and links that lead out of the folder are named on stderr. Such links are followed (an artifact may
+    share its weights or tokenizer with another folder to save space), never silently: docs/prediction.md."""
+    for path in sorted(folder.rglob("*.json")):
+        read_json(path)
+    root = folder.resolve()
+    outside = [(p, p.resolve()) for p in sorted(folder.rglob("*"))
+               if p.is_symlink() and not p.resolve().is_relative_to(root)]
+    if outside:
+        notice(f"{folder}: {len(outside)} file(s) are links to outside the artifact, read from there: "
+               + ", ".join(f"{p.relative_to(folder)} -> {target}" for p, target in outside[:5]))
+
+
+def warn_remote_code(folder: Path) -> None:
+    """trust_remote_code=true: say which code may run, on stderr whatever the logging level (predict and serve
+    silence the log)."""
+    scripts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.py"))
+    maps = set()
+    for path in folder.rglob("*config.json"):
+        auto_map = read_json(path).get("auto_map") if isinstance(read_json(path), dict) else None
+        for value in (auto_map or {}).values() if isinstance(auto_map, dict) else []:
+            maps |= {str(v) for v in (value if isinstance(value, list) else [value]) if v}
+    named = ", ".join(scripts[:10]) or "none in the folder"
+    notice(f"trust_remote_code=true: Python code shipped with the model may run now: {named}"
+           + (f"; auto_map classes {', '.join(sorted(maps))[:300]}" if maps else "")
+           + ". Load only artifacts you trust.")
 
 
 @contextmanager

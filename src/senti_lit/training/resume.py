@@ -23,10 +23,10 @@ import torch
 from lightning.fabric.plugins.io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-log = logging.getLogger(__name__)
-
 from senti_lit.core.config import LAST
 from senti_lit.core.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 def resume_checkpoint(resume: str | None, output_dir: Path) -> Path | None:
@@ -56,8 +56,8 @@ def _check_complete(path: Path) -> None:
     except zipfile.BadZipFile as e:
         bad = str(e)
     if bad is not None:
-        raise RuntimeError(f"{path} is damaged ({bad}); delete it to start over, or pass resume=<another .ckpt> "
-                           f"(the other checkpoints are in {path.parent})")
+        raise ValueError(f"{path} is damaged ({bad}); delete it to start over, or pass resume=<another .ckpt> "
+                         f"(the other checkpoints are in {path.parent})")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -5,13 +5,15 @@ hyperparameters TensorBoard shows and the run's timings."""
 from __future__ import annotations
 
 import logging
+import pickle
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import lightning as L
 import torch
@@ -219,8 +221,20 @@ def fit(trainer: L.Trainer, model: SentimentClassifier, datamodule, ckpt_path: P
     resumed. `fast_dropout`: the hand-written dropout masks for eager CPU steps (torch.compile traces torch's own)."""
     if ckpt_path is not None:
         log.info("resuming from %s", ckpt_path)
-    with fast_dropout_if(fast_dropout, model):
+    with fast_dropout_if(fast_dropout, model), refused_pickles(ckpt_path):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+
+@contextmanager
+def refused_pickles(path: Path | str | None) -> Iterator[None]:
+    """A checkpoint that holds pickled objects (code that would run when loaded) is refused by torch's
+    weights_only loading: one line naming the file, not an UnpicklingError traceback."""
+    try:
+        yield
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: this checkpoint holds pickled Python objects, which senti_lit does not load (they "
+                         f"could run code): use a checkpoint written by senti_lit ({str(e).splitlines()[0][:120]})"
+                         ) from None
 
 
 @dataclass
@@ -298,7 +312,8 @@ def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
     """Load the best checkpoint's weights (EMA-averaged, when on) into `model`; its path, or "" when none was kept."""
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if ckpt:  # checkpoints hold only tensors and plain values
-        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+        with refused_pickles(ckpt):
+            model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     else:
         log.info("no best checkpoint (fast_dev_run or checkpointing off): calibrating and testing the final weights")
     return ckpt

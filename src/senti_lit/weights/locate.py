@@ -43,6 +43,7 @@ def check_source(key: str, path: str) -> None:
         return
     local = resolve_path(path)
     if Path(local).expanduser().is_dir():
+        check_folder(key, path, Path(local).expanduser())
         return
     if looks_local(local):
         raise FileNotFoundError(f"{key}={path}: no such folder. Point it at a model folder "
@@ -59,6 +60,24 @@ def check_source(key: str, path: str) -> None:
             f"{', HF_HUB_OFFLINE=1' if hub_offline_set() else ''}). Download it on a machine with network "
             f"(huggingface-cli download {path} --local-dir DIR), copy DIR here and set {key}=/local/dir; or use a "
             f"model that works offline: {'; '.join(OFFLINE_MODELS)}")
+
+
+# what a folder written by save_pretrained holds: the model's config; a tokenizer's own files
+EXPECTED_FILES = {"model.backbone.path": ("config.json",),
+                  "model.tokenizer.path": ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                                           "sentencepiece.bpe.model", "spiece.model")}
+
+
+def check_folder(key: str, path: str, folder: Path) -> None:
+    """An existing folder that is no saved model (empty, or the wrong one) fails now, naming the setting, rather
+    than after the data is read with a tokenizer error that names neither."""
+    wanted = EXPECTED_FILES.get(key, ())
+    if wanted and not any((folder / name).is_file() for name in wanted):
+        found = sorted(p.name for p in folder.iterdir())[:5]
+        raise FileNotFoundError(f"{key}={path}: this folder holds no {' or '.join(wanted[:2])} "
+                                f"({'it is empty' if not found else 'it holds ' + ', '.join(found)}), so it is no "
+                                f"saved model; point {key} at a folder written by save_pretrained or "
+                                "senti_lit.pretrain")
 
 
 def looks_local(path: str) -> bool:
