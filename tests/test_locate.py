@@ -39,7 +39,8 @@ def test_a_missing_model_folder_is_named(tmp_path: Path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"model.tokenizer.path=\./tok: no such folder"):
         check_model_sources({"backbone": {"path": None}, "tokenizer": {"path": "./tok"}})
     (tmp_path / "tok").mkdir()
-    check_model_sources({"backbone": {"path": None}, "tokenizer": {"path": "./tok"}})  # exists: fine
+    (tmp_path / "tok" / "tokenizer_config.json").write_text("{}")
+    check_model_sources({"backbone": {"path": None}, "tokenizer": {"path": "./tok"}})  # a tokenizer's folder: fine
 
 
 def test_a_cached_hub_model_is_used_offline_without_retries(tmp_path: Path, monkeypatch):

@@ -331,3 +331,18 @@ def test_json_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(OSError, match="killed"):
         write_json(path, {"format": 2})
     assert read_json(path) == {"format": 1} and [p.name for p in tmp_path.iterdir()] == ["artifact.json"]
+
+
+def test_a_csv_output_is_a_table_with_formulas_escaped(tmp_path: Path):
+    import csv
+
+    from senti_lit.data.examples import Example
+    from senti_lit.inference.answering import render
+
+    rows = [Example('=HYPERLINK("http://example.invalid")', None, "f:2"), Example("-差评", None, "f:3"),
+            Example("很好", None, "f:4")]
+    answers = [{"probs": {"negative": 0.2, "positive": 0.8}, "label": "positive", "confidence": 0.8}] * 3
+    table = list(csv.reader(render(rows, answers, ".csv").decode("utf-8-sig").splitlines()))
+    assert table[0] == ["line", "text", "label", "confidence", "p_negative", "p_positive"]
+    assert [r[1] for r in table[1:]] == ["'" + rows[0].text, "'-差评", "很好"] and table[1][4] == "0.2"
+    assert render(rows, answers, ".jsonl").decode().splitlines()[0].startswith('{"line": 2, "text": "=HYPERLINK')

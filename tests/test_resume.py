@@ -95,7 +95,7 @@ def test_damaged_checkpoint_is_refused_by_name(tmp_path: Path):
     AtomicCheckpointIO().save_checkpoint({"w": torch.ones(1000)}, target)
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match=r"last\.ckpt is damaged.*delete it"):
+    with pytest.raises(ValueError, match=r"last\.ckpt is damaged.*delete it"):  # a user error: one line
         resume_checkpoint("auto", tmp_path)
     assert resume_checkpoint(None, tmp_path) is None
     assert resume_checkpoint("auto", tmp_path / "elsewhere") is None

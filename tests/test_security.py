@@ -48,7 +48,11 @@ def test_a_file_asking_for_remote_code_runs_none(tmp_path: Path):
 def test_trusting_remote_code_is_explicit_and_warned(tmp_path: Path, capsys: pytest.CaptureFixture):
     """The warning goes to stderr whatever the logging level (predict and serve turn the log off) and names the
     Python files that may run; transformers' misleading "has no effect here" line is not shown."""
-    folder = hostile_artifact(tmp_path / "artifact", tmp_path / "ran.txt")
+    import shutil
+
+    folder = tmp_path / "artifact"  # a plain artifact with a Python file beside its tokenizer (nothing auto-mapped:
+    shutil.copytree(FIXTURES / "artifact_v1", folder)  # the hostile one's code would run in this test process)
+    (folder / "tokenizer" / "tokenization_custom.py").write_text("# shipped code\n", encoding="utf-8")
     logging.getLogger().setLevel(logging.CRITICAL)  # as predict's disabled logging
     try:
         Predictor.load(folder, trust_remote_code=True)

@@ -2,11 +2,14 @@
 (`senti_lit.predict`)."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from senti_lit.core.files import umask_mode
 from senti_lit.data.sources import rows_to_predict
@@ -34,7 +37,8 @@ def check_output(source: Path, target: Path, overwrite: bool) -> None:
 
 def predict_file(predictor: Predictor, source: Path, target: Path, text_column: str, batch_size: int,
                  top_k: int, overwrite: bool = False) -> list[tuple[str, str]]:
-    """Every readable row of `source` predicted into `target` (JSON lines with the row's line number); returns the
+    """Every readable row of `source` predicted into `target` (JSON lines with the row's line number, or a table
+    for a .csv/.tsv `target`: `render`); returns the
     skipped rows (file:line, reason), which are also printed. The file appears whole or not at all: written to a
     temporary file beside it, then moved into place; without `overwrite` it never replaces a file, not even one
     that another run wrote meanwhile."""
@@ -42,15 +46,39 @@ def predict_file(predictor: Predictor, source: Path, target: Path, text_column: 
     rows, skipped = rows_to_predict(source, text_column)
     knowledge = [ex.knowledge for ex in rows] if any(ex.knowledge is not None for ex in rows) else None
     answers = predictor.predict([ex.text for ex in rows], knowledge, batch_size, top_k, progress=True)
-    lines = "".join(json.dumps({"line": ex.line, "text": ex.text, **answer}, ensure_ascii=False) + "\n"
-                    for ex, answer in zip(rows, answers))
-    publish(target, lines.encode("utf-8"), overwrite)
+    publish(target, render(rows, answers, target.suffix.lower()), overwrite)
     print(f"{len(rows)} texts predicted -> {target}")
     if skipped:
         print(f"{source}: skipped {len(skipped)} rows: "
               + "; ".join(f"line {origin.rsplit(':', 1)[1]}: {why}" for origin, why in skipped[:20])
               + (" ..." if len(skipped) > 20 else ""), file=sys.stderr)
     return skipped
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection: a spreadsheet runs such a cell
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (`=HYPERLINK(...)`) prefixed with ' (numbers stay)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def render(rows: list, answers: list[dict[str, Any]], suffix: str) -> bytes:
+    """JSON lines (every field of the answers), or for a .csv/.tsv output a table: line, text, label(s), confidence
+    and each label's probability, text cells escaped against formula injection; UTF-8 with a byte-order mark so
+    spreadsheet programs read Chinese."""
+    if suffix not in (".csv", ".tsv"):
+        return "".join(json.dumps({"line": ex.line, "text": ex.text, **answer}, ensure_ascii=False) + "\n"
+                       for ex, answer in zip(rows, answers)).encode("utf-8")
+    names = list(answers[0]["probs"]) if answers else []
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t" if suffix == ".tsv" else ",", lineterminator="\r\n")
+    writer.writerow(["line", "text", "label", "confidence", *(f"p_{n}" for n in names)])
+    for ex, a in zip(rows, answers):
+        label = a["label"] if "label" in a else ";".join(a["labels"])
+        writer.writerow([ex.line, *map(spreadsheet_safe, (ex.text, label)), a.get("confidence", ""),
+                         *(a["probs"][n] for n in names)])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def publish(target: Path, data: bytes, overwrite: bool) -> None:
