@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_a_user_error_is_one_message_not_a_traceback(tmp_path: Path):
     import os
@@ -52,6 +54,7 @@ def train_cli(tmp_path: Path, *overrides: str, env: dict | None = None) -> subpr
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_a_damaged_or_pickled_checkpoint_is_one_line(tmp_path: Path):
     """resume= a truncated checkpoint, or one holding pickled objects (refused: they could run code): one line that
     names the file, no traceback."""
@@ -84,6 +87,7 @@ def test_an_empty_model_folder_fails_before_the_data_in_one_line(tmp_path: Path)
     assert time.monotonic() - start < 60  # before the data (the default data alone takes longer to read and encode)
 
 
+@pytest.mark.slow
 def test_each_failed_sweep_job_is_one_line(tmp_path: Path):
     args = ["-m", "data=csv", f"data.path={tmp_path / 'missing.csv'}", "seed=1,2",
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]

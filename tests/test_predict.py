@@ -244,6 +244,7 @@ def test_loading_an_artifact_imports_no_lightning():
     assert out[1] == "[]", out
 
 
+@pytest.mark.slow
 def test_predict_output_is_never_the_input_nor_replaced_silently(tmp_path: Path):
     """output= equal to input= is refused before anything is predicted; an existing output is replaced only with
     overwrite=true; an output in a folder that cannot be written is one line, before the model loads."""

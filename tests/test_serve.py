@@ -359,6 +359,7 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory):
         yield running
 
 
+@pytest.mark.slow
 def test_slow_headers_get_a_408_and_their_connection_closed(strict_server):
     """Slowloris: headers one byte every 0.2 s. The connection gets 408 and is closed after header_timeout (1 s),
     not held while the client trickles."""
@@ -368,6 +369,7 @@ def test_slow_headers_get_a_408_and_their_connection_closed(strict_server):
     assert elapsed < 0.2 * len(request), elapsed  # closed before the client was done
 
 
+@pytest.mark.slow
 def test_a_body_that_does_not_arrive_gets_a_408(strict_server):
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     received, elapsed = raw_exchange(strict_server.url, [head + b'{"text": "'], pause=0)
@@ -375,6 +377,7 @@ def test_a_body_that_does_not_arrive_gets_a_408(strict_server):
     assert elapsed < 5, elapsed
 
 
+@pytest.mark.slow
 def test_a_body_declared_over_the_limit_is_refused_at_once(strict_server):
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
     received, elapsed = raw_exchange(strict_server.url, [head + b'{"text": "'], pause=0)
