@@ -133,6 +133,7 @@ def test_hf_annotator_config_composes(local_models: dict, tmp_path: Path):
     assert isinstance(annotator, LocalCausalLM) and annotator.model == str(local_models["gpt2"])
 
 
+@pytest.mark.slow
 def test_refused_texts_through_python_m_keep_the_answers_and_list_every_failure(tmp_path: Path):
     """The command as a user runs it (`python -m`, where Hydra imports the annotator's module a second time): an
     endpoint that refuses 5 texts. The 20 answers are kept, every refused text is listed, exit 1, no traceback."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
 def test_a_user_error_is_one_message_not_a_traceback(tmp_path: Path):
     import os
 
@@ -76,6 +77,7 @@ def test_a_damaged_or_pickled_checkpoint_is_one_line(tmp_path: Path):
     assert f"{pickled}: this checkpoint holds pickled Python objects" in line
 
 
+@pytest.mark.slow
 def test_an_empty_model_folder_fails_before_the_data_in_one_line(tmp_path: Path):
     import time
 
@@ -106,3 +108,32 @@ def test_a_file_system_error_names_its_file_and_the_fix():
     assert user_error_text(error) == ("/data/reviews.csv: permission denied; check the permissions of it (and of its "
                                       "folder), or choose another path")
     assert user_error_text(ValueError("plain")) == "plain"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["trainer.max_epoch=1"], "trainer.max_epoch: no such setting; did you mean `trainer.max_epochs`?"),
+    (["model=bert_lorra"], "model=bert_lorra: no such option; did you mean `model=bert_lora`?"),
+    (["-m", "seed=1,2", "model.optimizer.lrr=1e-3"], "did you mean `model.optimizer.lr`?"),
+])
+def test_a_typo_is_one_line_with_a_did_you_mean(argv: list[str], expected: str, tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "senti_lit.train", *argv], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr
+    assert expected in result.stderr and not list(tmp_path.iterdir())  # no run folder for a failed start
+
+
+def test_trainer_arguments_and_label_aliases_need_no_plus():
+    """Any `lightning.Trainer` argument as `trainer.<arg>=…`, and label aliases in the documented form, compose."""
+    from senti_lit.core.command_line import check_command_line, trainer_arguments
+    from senti_lit.core.config import compose_config
+
+    assert {"fast_dev_run", "limit_val_batches", "max_steps", "val_check_interval"} <= set(trainer_arguments())
+    argv = check_command_line("train", ["trainer.fast_dev_run=true", "trainer.limit_val_batches=5",
+                                        "data=csv", "data.aliases={0:negative,1:positive}", "data.aliases.2=neutral",
+                                        "seed=3"])
+    assert argv[:2] == ["++trainer.fast_dev_run=true", "++trainer.limit_val_batches=5"] and argv[-1] == "seed=3"
+    cfg = compose_config("train", argv)
+    assert cfg.trainer.fast_dev_run is True and cfg.trainer.limit_val_batches == 5
+    # the data module reads the keys as text, as labels are read from files
+    assert {str(k): v for k, v in cfg.data.aliases.items()} == {"0": "negative", "1": "positive", "2": "neutral"}

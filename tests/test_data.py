@@ -299,6 +299,7 @@ def test_folds_refuse_a_dataset_with_published_splits():
         module.prepare_splits()
 
 
+@pytest.mark.slow
 def test_split_digests_identify_a_split_across_runs_and_subsampling():
     full, limited = demo_module(cache_dir=None), demo_module(cache_dir=None, limit_train=500)
     a, b = full.summary()["splits"], limited.summary()["splits"]

@@ -86,3 +86,17 @@ def test_an_empty_or_wrong_model_folder_is_named_before_the_data(tmp_path: Path)
         locate.check_model_sources({"tokenizer": {"path": str(wrong)}})
     (wrong / "config.json").write_text("{}")
     locate.check_model_sources({"backbone": {"path": str(wrong)}})  # a saved model's folder passes
+
+
+def test_the_offline_hub_error_names_todays_download_command_and_the_offline_models(monkeypatch):
+    import pytest
+
+    from senti_lit.weights import locate
+
+    monkeypatch.setattr(locate, "hub_reachable", lambda: False)
+    monkeypatch.setattr(locate, "in_hub_cache", lambda repo: False)
+    with pytest.raises(FileNotFoundError) as error:
+        locate.check_model_sources({"backbone": {"path": "org/some-model"}})
+    message = str(error.value)
+    assert "hf download org/some-model --local-dir DIR" in message and "huggingface-cli" not in message
+    assert "model=e5_small (multilingual, Chinese too" in message and "model=mini_bert" in message

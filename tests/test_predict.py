@@ -95,6 +95,7 @@ def test_repl_session_through_stdin(trained: Path):
     assert eof.returncode == 0 and len(eof.stdout.strip().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_one_text_typed_as_is(trained: Path):
     result = run_cli("senti_lit.predict", f"artifact={trained / 'artifact'}", "text=还行, 不过 'a\\b' 有点贵", "top_k=2")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -102,6 +103,7 @@ def test_one_text_typed_as_is(trained: Path):
     assert quote_free_text(["text=it's", "top_k=2"]) == ["text='it\\'s'", "top_k=2"]
 
 
+@pytest.mark.slow
 def test_batch_file_with_malformed_rows(trained: Path, tmp_path: Path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "很好，推荐"}\n{"text": 3}\nnot json\n\n{"text": "失望"}\n', encoding="utf-8")
@@ -182,6 +184,7 @@ def test_artifact_round_trip_and_export(name: str, extra: list[str], local_model
         assert scores == pytest.approx(answer["probs"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_an_empty_text_is_refused(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "senti_lit.predict", f"artifact={FIXTURES / 'artifact_v1'}",
                              "text=  "], capture_output=True, text=True, timeout=300)
@@ -206,6 +209,7 @@ def test_truncated_weights_name_the_file(tmp_path: Path):
         Predictor.load(folder)
 
 
+@pytest.mark.slow
 def test_inputs_of_the_same_name_get_their_own_predictions(tmp_path: Path):
     for name, content in (("reviews.csv", "text\n很好\n"), ("reviews.jsonl", '{"text": "很差"}\n')):
         (tmp_path / name).write_text(content, encoding="utf-8")
@@ -235,6 +239,7 @@ def test_a_model_reading_a_prompt_is_not_exported_without_it(tmp_path: Path):
         export_hf(folder, tmp_path / "hf")
 
 
+@pytest.mark.slow
 def test_loading_an_artifact_imports_no_lightning():
     """A one-text predict loads the plain-torch network (models.network), not the training LightningModule."""
     code = ("import sys\nfrom senti_lit.inference.predictor import Predictor\n"

@@ -4,6 +4,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 
@@ -64,6 +66,7 @@ def test_the_import_check_sees_every_form(tmp_path: Path):
                                         "helpers.data"}
 
 
+@pytest.mark.slow
 def test_every_benchmark_script_imports():
     """A benchmark is run by hand, rarely: an import it lost (a helper moved in a refactor) must fail here first.
     Benchmarks import the installed package and their own folder's modules only: never tests/ (nor src/ by path)."""

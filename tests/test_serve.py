@@ -220,6 +220,7 @@ def test_a_taken_port_is_one_clear_error(server):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_api_key_variable_is_a_clear_error():
     result = subprocess.run([sys.executable, "-m", "senti_lit.serve", f"artifact={ARTIFACT}", f"port={free_port()}",
                              "api_key_env=SENTI_NO_SUCH_VARIABLE"], capture_output=True, text=True, timeout=120)

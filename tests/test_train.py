@@ -242,3 +242,23 @@ def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
     assert values["seed"] == cfg.seed and values["data.batch_size"] == cfg.data.batch_size
     assert "paths.output_dir" not in values and not any("_target_" in k or k.startswith("hydra") for k in values)
     assert len(values) <= 25, sorted(values)
+
+
+def test_a_run_that_stops_mid_epoch_ends_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """`++trainer.max_steps` shorter than an epoch: no validation ran, so early stopping and the checkpoint wait for
+    one instead of failing the run at the epoch's end (the final weights are calibrated and tested)."""
+    import warnings
+
+    from helpers.compose import TINY_MODEL, compose_train
+    from helpers.data import write_reviews
+
+    data = write_reviews(tmp_path / "data", n_per_label=120)
+    cfg = compose_train([f"data.path={data}", *TINY_MODEL, "model.mlm_warmup.epochs=0", "trainer.max_epochs=1",
+                         "++trainer.max_steps=3"], tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Lightning's "could not find the monitored key" included
+        summary = train(cfg)
+    assert summary["best_checkpoint"] is None and "test/acc" in summary
+    zero = [k.removeprefix("test/f1_") for k, v in summary.items() if k.startswith("test/f1_") and v == 0.0]
+    for name in zero:  # 3 steps: a class may never be predicted; the log says so, naming it
+        assert f"never predicts {name!r} correctly" in caplog.text

@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR
 from senti_lit.core.runtime import quiet_known_warnings, user_errors
 
@@ -37,7 +38,7 @@ def quote_free_text(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *quote_free_text(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *check_command_line("predict", quote_free_text(sys.argv[1:]))]
     run()
 
 

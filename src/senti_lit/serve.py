@@ -9,9 +9,12 @@ The server itself is senti_lit.serving (LitServe); this module only reads the co
 """
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR, plain
 from senti_lit.core.runtime import limit_onednn_cache, quiet_known_warnings, user_errors
 from senti_lit.serving.options import ServeOptions  # also registers conf/serve.yaml's schema
@@ -31,6 +34,7 @@ def run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    sys.argv[1:] = check_command_line("serve", sys.argv[1:])  # a typo: one line with a "did you mean", exit 1
     run()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.core.files import write_json
 from senti_lit.core.runtime import (
@@ -74,9 +76,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return summary
 
 
+def main() -> None:
+    sys.argv[1:] = check_command_line("train", sys.argv[1:])  # a typo: one line with a "did you mean", exit 1
+    run()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @user_errors
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers of train()
         keep_freed_memory()
     limit_onednn_cache()  # process-wide too: see core.runtime.limit_onednn_cache

@@ -268,6 +268,11 @@ def evaluate_best(trainer: L.Trainer, model: SentimentClassifier, datamodule, ca
                             **plain(calibrate_cfg or {"temperature": False, "thresholds": False}))
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    for name in model.label_space.names:  # a class the model never gets right is worth a line, not a silent 0
+        if metrics.get(f"test/f1_{name}") == 0.0:
+            log.warning("the model never predicts %r correctly on the test split (test/f1_%s 0.0000): check that "
+                        "class's training examples, class weights (model.loss.class_weights=balanced) or the "
+                        "decision threshold", name, name)
     if teacher:
         for logger in trainer.loggers:
             logger.log_metrics(dict(teacher), step=trainer.global_step)
@@ -315,7 +320,7 @@ def load_best(trainer: L.Trainer, model: L.LightningModule) -> str:
         with refused_pickles(ckpt):
             model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     else:
-        log.info("no best checkpoint (fast_dev_run or checkpointing off): calibrating and testing the final weights")
+        log.info("no best checkpoint (no validation ran, fast_dev_run, or checkpointing off): calibrating and testing the final weights")
     return ckpt
 
 

