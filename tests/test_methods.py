@@ -106,6 +106,7 @@ SHARES = {"bert_finetune": (1.0, 1.0), "gpt2_full": (1.0, 1.0), "bert_probe": (0
           "bert_adapter": (0.008, 0.04)}
 
 
+@pytest.mark.slow  # real-size architectures: seconds each
 @pytest.mark.parametrize("name", sorted(SHARES))
 def test_trainable_share_of_the_real_size_architecture(name: str, tmp_path: Path):
     from senti_lit.core.config import plain

@@ -68,6 +68,7 @@ print(applied, pages * 4096 // 2**20)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 def test_keep_freed_memory_keeps_a_big_freed_block_mapped():
     def rss_after_free(mode: str) -> tuple[str, int]:
