@@ -22,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import senti_lit.serving.options  # noqa: F401  (registers the schema conf/serve.yaml composes with)
+from senti_lit.core.command_line import widen
 from senti_lit.core.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def hydra_overrides(args: list[str]) -> list[str]:
             raise AssertionError(f"unknown flag {arg!r}")
         else:
             out.append(arg)
-    return out
+    return widen(out)  # as the command itself passes them on (senti_lit.core.command_line)
 
 
 PARSER = OverridesParser.create()
