@@ -53,8 +53,15 @@ def test_failed_job_is_reported_and_the_sweep_goes_on(reviews_dir: Path, tmp_pat
                if j["status"] == "ok"]
     assert len(written) == 2 and not any((sweep / j["job"] / "metrics.json").exists() for j in jobs
                                          if j["status"] == "failed")
-    assert groups["model.optimizer.weight_decay=0.01"]["test/acc"] == (
-        f"{statistics.mean(written):.4f} ± {statistics.stdev(written):.4f}")
+    # numbers as numbers: mean and std columns
+    assert float(groups["model.optimizer.weight_decay=0.01"]["test/acc"]) == pytest.approx(statistics.mean(written))
+    assert float(groups["model.optimizer.weight_decay=0.01"]["test/acc std"]) == pytest.approx(
+        statistics.stdev(written))
+    report = (sweep / "report.md").read_text()
+    assert f"{statistics.mean(written):.4f} ± {statistics.stdev(written):.4f}" in report
+    # the report's header: the dataset and the overrides every job shares (hidden from the job rows)
+    assert "data: csv" in report or "data: demo" in report
+    assert f"shared by every job: data.path={reviews_dir}" in report
     assert "| model.optimizer.weight_decay=0.01 | 2 | 2 |" in (sweep / "report.md").read_text()
     again = run_cli(tmp_path, str(sweep), module="senti_lit.report")  # the same report on demand
     assert again.returncode == 0 and "configurations" in again.stdout
@@ -110,14 +117,18 @@ def test_parallel_launcher_runs_jobs_and_slurm_composes(reviews_dir: Path, tmp_p
 
 
 def test_report_groups_the_folds_of_a_cross_validation_like_seeds():
-    from senti_lit.training.sweep_report import group
+    from senti_lit.training.sweep_report import group, with_spread
 
     rows = [{"overrides": f"data=ocemotion data.split.folds=5 data.split.fold={k}", "status": "ok", "best": acc,
              "test/acc": acc} for k, acc in enumerate([0.5, 0.6, 0.7])]
     rows.append({"overrides": "data=ocemotion seed=2", "status": "ok", "best": 0.9, "test/acc": 0.9})
     groups = {g["configuration"]: g for g in group(rows)}
     assert groups["data=ocemotion data.split.folds=5"]["jobs"] == 3
-    assert groups["data=ocemotion data.split.folds=5"]["test/acc"] == "0.6000 ± 0.1000"
+    assert groups["data=ocemotion data.split.folds=5"]["test/acc"] == pytest.approx(0.6)
+    assert groups["data=ocemotion data.split.folds=5"]["test/acc std"] == pytest.approx(0.1)
+    shown = {g["configuration"]: g for g in with_spread(group(rows))}
+    assert shown["data=ocemotion data.split.folds=5"]["test/acc"] == "0.6000 ± 0.1000"
+    assert shown["data=ocemotion"]["test/acc"] == 0.9 and "test/acc std" not in shown["data=ocemotion"]
     assert groups["data=ocemotion"]["jobs"] == 1
 
 

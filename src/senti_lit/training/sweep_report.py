@@ -46,7 +46,7 @@ REPEATS = ("seed", "data.split.fold")  # what varies between repeats of one conf
 def configuration(overrides: str) -> str:
     """A job's overrides without its seed or CV fold: the jobs of one configuration over several seeds (or the
     folds of a cross-validation) share it."""
-    return " ".join(o for o in overrides.split() if o.split("=", 1)[0].lstrip("+") not in REPEATS) or "(defaults)"
+    return " ".join(o for o in overrides.split() if o.split("=", 1)[0].lstrip("+") not in REPEATS) or "(the shared settings)"
 
 
 def group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,12 +59,23 @@ def group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"configuration": name, "jobs": len(members), "ok": len(ok)}
         for key in ("best", *METRICS):
             values = [r[key] for r in ok if r.get(key) is not None]
-            if len(values) > 1:
-                entry[key] = f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-            elif values:  # one run has no spread to show
-                entry[key] = f"{values[0]:.4f}"
+            if values:  # numbers (the CSV keeps them numbers); one run has no spread
+                entry[key] = statistics.mean(values)
+                entry[f"{key} std"] = statistics.stdev(values) if len(values) > 1 else None
         out.append(entry)
     return out
+
+
+def with_spread(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For the printed tables: `mean ± std` in one cell (a single run: its value alone)."""
+    shown = []
+    for entry in groups:
+        row = {k: v for k, v in entry.items() if not k.endswith(" std")}
+        for key in ("best", *METRICS):
+            if entry.get(f"{key} std") is not None:
+                row[key] = f"{entry[key]:.4f} ± {entry[f'{key} std']:.4f}"
+        shown.append(row)
+    return shown
 
 
 def markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -89,28 +100,55 @@ def columns_of(rows: list[dict[str, Any]], first: list[str]) -> list[str]:
     return [c for c in seen if any(fmt(r.get(c)) for r in rows)]
 
 
+def shared_overrides(rows: list[dict[str, Any]]) -> list[str]:
+    """The overrides every job has (the sweep's fixed settings), in the first job's order."""
+    if len(rows) < 2:
+        return []
+    common = set.intersection(*(set(r["overrides"].split()) for r in rows))
+    return [o for o in rows[0]["overrides"].split() if o in common]
+
+
 def varying(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Overrides shared by every job (the sweep's fixed settings) dropped: what is left tells the jobs apart."""
-    shared = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
+    """Overrides shared by every job dropped (the report's header names them): what is left tells the jobs apart."""
+    shared = set(shared_overrides(rows))
     return [{**r, "overrides": " ".join(o for o in r["overrides"].split() if o not in shared)} for r in rows]
+
+
+def datasets_of(sweep: Path) -> list[str]:
+    """The `data=` choice of every job (Hydra's record of the run), in job order, each once."""
+    names: list[str] = []
+    for job in job_dirs(sweep):
+        hydra_file = job / ".hydra" / "hydra.yaml"
+        if hydra_file.is_file():
+            name = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices.data", default=None)
+            if name and name not in names:
+                names.append(str(name))
+    return names
 
 
 def write_report(sweep: Path, console: Console | None = None) -> dict[str, list[dict[str, Any]]]:
     """Collect the sweep's jobs, print both tables, save jobs.csv, configurations.csv and report.md."""
-    rows = varying([read_job(job) for job in job_dirs(sweep)])
+    all_rows = [read_job(job) for job in job_dirs(sweep)]
+    shared, datasets = shared_overrides(all_rows), datasets_of(sweep)
+    rows = varying(all_rows)
     groups = group(rows)
     job_cols = columns_of(rows, ["job", "overrides", "status", "best_metric", "best", *METRICS, "seconds"])
-    group_cols = columns_of(groups, ["configuration", "jobs", "ok", "best", *METRICS])
+    group_cols = columns_of(groups, ["configuration", "jobs", "ok", *(c for m in ("best", *METRICS)
+                                                                     for c in (m, f"{m} std"))])
+    shown = with_spread(groups)
+    shown_cols = [c for c in group_cols if not c.endswith(" std")]
+    header = f"data: {', '.join(datasets) or 'unknown'}; shared by every job: {' '.join(shared) or 'no override'}"
     for name, data, cols in (("jobs.csv", rows, job_cols), ("configurations.csv", groups, group_cols)):
         with (sweep / name).open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=cols)
+            writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")  # columns empty in every row left out
             writer.writeheader()
             writer.writerows(data)
     (sweep / "report.md").write_text(
-        f"# Sweep {sweep}\n\n## Jobs\n\n{markdown(rows, job_cols)}\n\n## Configurations (mean ± std over seeds)\n\n"
-        f"{markdown(groups, group_cols)}\n", encoding="utf-8")
+        f"# Sweep {sweep}\n\n{header}\n\n## Jobs\n\n{markdown(rows, job_cols)}\n\n"
+        f"## Configurations (mean ± std over seeds)\n\n{markdown(shown, shown_cols)}\n", encoding="utf-8")
     console = console or Console()
-    for title, data, cols in (("jobs", rows, job_cols), ("configurations (mean ± std over seeds)", groups, group_cols)):
+    print(f"{sweep.name}: {header}", file=console.file)
+    for title, data, cols in (("jobs", rows, job_cols), ("configurations (mean ± std over seeds)", shown, shown_cols)):
         if not console.is_terminal:  # piped or logged: no terminal width to fit, so no cell is cut
             print(f"{sweep.name}: {title}\n{markdown(data, cols)}\n", file=console.file)
             continue
