@@ -87,8 +87,12 @@ def test_chnsenticorp_baidu_tsvs_keep_official_splits(tmp_path: Path):
     baidu_file(folder, "train.tsv", 30, 0)
     baidu_file(folder, "dev.tsv", 8, 100)
     baidu_file(folder, "test.tsv", 8, 200)
-    write(folder / "ChnSentiCorp_htl_all.csv", "label,review\n1,酒店不错\n0,太吵\n")  # both forms: Baidu wins
-    dm = datamodule("chnsenticorp", folder)
+    write(folder / "ChnSentiCorp_htl_all.csv", "label,review\n1,酒店不错\n0,太吵\n")  # both forms: the user says
+    with pytest.raises(DataError, match=r"holds 2 of this dataset's layouts: baidu \(train.tsv, dev.tsv, test.tsv\); "
+                                        r"htl_all \(ChnSentiCorp_htl_all.csv\); choose one with "
+                                        r"data.source.layout=baidu"):
+        datamodule("chnsenticorp", folder).prepare_splits()
+    dm = datamodule("chnsenticorp", folder, "data.source.layout=baidu")
     splits = records(dm)
     # the quoted row is in all three files: test keeps it, train and val lose it (counted as duplicates)
     assert {k: len(v) for k, v in splits.items()} == {"train": 30, "val": 8, "test": 9}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -23,6 +24,8 @@ from senti_lit.data.hub import HubSource
 from senti_lit.data.sources import TableSource, detect_encoding, read_lines, sniff_format
 
 SPLIT_FILES = ("all", "train", "val", "test")
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -111,9 +114,15 @@ class DatasetFiles:
         if self.path.is_dir():
             present = {l.name: {split: self.path / name for split, name in l.files.items()
                                 if (self.path / name).is_file()} for l in candidates}
-            for layout in candidates:
-                if (self.path / layout.main_file()).is_file():
-                    return layout, {(None if s == "all" else s): p for s, p in present[layout.name].items()}
+            complete = [l for l in candidates if (self.path / l.main_file()).is_file()]
+            if len(complete) > 1:  # which one the user meant is theirs to say, not the config order's
+                raise DataError(
+                    f"{self.path}: holds {len(complete)} of this dataset's layouts: "
+                    + "; ".join(f"{l.name} ({', '.join(p.name for p in present[l.name].values())})" for l in complete)
+                    + f"; choose one with data.source.layout={complete[0].name} (or "
+                    f"{', '.join(l.name for l in complete[1:])}), or set data.path to the file to read")
+            for layout in complete:
+                return layout, {(None if s == "all" else s): p for s, p in present[layout.name].items()}
             for layout in candidates:
                 if present[layout.name]:
                     # e.g. dev + test copies without train: not a dataset to train on, and no reason to download
@@ -148,6 +157,8 @@ class DatasetFiles:
             return
         layout, files = plan
         self.chosen = layout.name
+        log.info("data: reading layout %s: %s", layout.name,
+                 ", ".join(f"{p}{f' ({split})' if split else ''}" for split, p in files.items()))
         for split, path in files.items():
             table = self._table(layout, path)
             for ex in table.read():
