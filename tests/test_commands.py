@@ -137,3 +137,29 @@ def test_trainer_arguments_and_label_aliases_need_no_plus():
     assert cfg.trainer.fast_dev_run is True and cfg.trainer.limit_val_batches == 5
     # the data module reads the keys as text, as labels are read from files
     assert {str(k): v for k, v in cfg.data.aliases.items()} == {"0": "negative", "1": "positive", "2": "neutral"}
+
+
+def test_a_missing_data_file_or_column_is_found_before_lightning_is_imported(tmp_path: Path):
+    """The cheap data checks run first: the error comes without `import lightning` (the seconds a data error
+    used to cost)."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("review,label\n好,1\n", encoding="utf-8")
+    code = f"""
+import sys
+from senti_lit.core.config import compose_config
+from senti_lit.core.errors import DataError
+from senti_lit.data.precheck import check_data_source
+for path, column, expected in [({str(tmp_path / 'missing.csv')!r}, "text", "missing.csv"),
+                               ({str(rows)!r}, "text", "text")]:
+    cfg = compose_config("train", ["data=csv", "data.path=" + path, "data.source.text_column=" + column])
+    try:
+        check_data_source(cfg.data)
+    except DataError as e:
+        assert expected in str(e), e
+    else:
+        raise SystemExit("no error for " + path)
+check_data_source(compose_config("train", ["data=csv", "data.path={rows}", "data.source.text_column=review"]).data)
+assert "lightning" not in sys.modules and "torch" not in sys.modules, "heavy imports before the data check"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -28,6 +28,7 @@ from senti_lit.core.runtime import (
     user_error_text,
     user_errors,
 )
+from senti_lit.data.precheck import check_data_source
 from senti_lit.weights.locate import check_model_sources
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     check_numbers(cfg)
     check_model_sources(plain(cfg.model))  # a model this machine cannot load fails now, not after the data is read
+    check_data_source(cfg.data)  # a missing file or column fails now, before Lightning is imported
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
         log.info("resume=auto: %s already finished; its metrics stand", out)
