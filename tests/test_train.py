@@ -262,3 +262,11 @@ def test_a_run_that_stops_mid_epoch_ends_cleanly(tmp_path: Path, caplog: pytest.
     zero = [k.removeprefix("test/f1_") for k, v in summary.items() if k.startswith("test/f1_") and v == 0.0]
     for name in zero:  # 3 steps: a class may never be predicted; the log says so, naming it
         assert f"never predicts {name!r} correctly" in caplog.text
+
+
+def test_progress_lines_say_seconds_per_step_and_time_left():
+    from senti_lit.training.callbacks import eta, speed
+
+    assert speed(30, 10) == "3.0 steps/s" and speed(3, 12) == "4.0 s/step"  # a slow model: not "0.0 steps/s"
+    assert eta(10, 40, 20) == "0:01:00" and eta(0, 40, 5) == "?" and eta(5, float("inf"), 5) == "?"
+    assert eta(1, 1801, 2) == "1:00:00"

@@ -53,15 +53,31 @@ class Checkpoints(LastCheckpointHook):
             self.save_last = "link" if self.saved_at_this_step(trainer) else True
 
 
+def speed(steps: float, seconds: float) -> str:
+    """`12.3 steps/s`, or below one step a second `4.2 s/step` (a slow model's `0.0 steps/s` said nothing)."""
+    rate = steps / max(seconds, 1e-9)
+    return f"{rate:.1f} steps/s" if rate >= 1 or steps == 0 else f"{seconds / steps:.1f} s/step"
+
+
+def eta(done: float, total: float, seconds: float) -> str:
+    """The time left at the speed so far, as h:mm:ss ("?" before the first step or when the total is unknown)."""
+    if done <= 0 or total in (None, float("inf")) or total <= done:
+        return "?" if done <= 0 or total in (None, float("inf")) else "0:00:00"
+    left = int(seconds / done * (total - done))
+    return f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
+
+
 class LineProgress(Callback):
     """Progress as log lines, for output that is not a terminal (`make train > log`, CI, SLURM), where a progress bar
-    shows nothing: a line every `every_seconds` of training (step, epoch, loss, speed) and one after each validation.
-    Used in place of the configured progress bar when stdout is not a terminal."""
+    shows nothing: at least every `every_seconds` a line in every stage (training: step, epoch, loss, speed, time
+    left; validation and testing: batch, time left) and one after each validation. Used in place of the
+    configured progress bar when stdout is not a terminal."""
 
     def __init__(self, every_seconds: float = 30.0) -> None:
         self.every_seconds = every_seconds
         self._last = self._started = 0.0
         self._start_step = 0
+        self._stage_started = 0.0
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last = self._started = time.monotonic()
@@ -75,9 +91,32 @@ class LineProgress(Callback):
         steps = trainer.global_step - self._start_step
         total = trainer.estimated_stepping_batches
         loss = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss_step")}
-        log.info("epoch %d, step %d/%s, %.1f steps/s%s", trainer.current_epoch, trainer.global_step,
-                 total if total != float("inf") else "?", steps / max(now - self._started, 1e-9),
+        log.info("epoch %d, step %d/%s, %s, %s left%s", trainer.current_epoch, trainer.global_step,
+                 total if total != float("inf") else "?", speed(steps, now - self._started),
+                 eta(steps, total - self._start_step if total != float("inf") else total, now - self._started),
                  "".join(f", {k} {v:.4f}" for k, v in loss.items()))
+
+    def _stage_start(self, *args: Any) -> None:
+        self._stage_started = time.monotonic()
+
+    on_validation_epoch_start = on_test_epoch_start = _stage_start
+
+    def _stage_batch(self, trainer: Any, stage: str, batch_idx: int, dataloader_idx: int, totals: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_seconds or trainer.sanity_checking:
+            return
+        self._last = now
+        total = totals[dataloader_idx] if isinstance(totals, (list, tuple)) else totals
+        log.info("%s: batch %d/%s, %s left", stage, batch_idx + 1, total, eta(batch_idx + 1, total,
+                                                                             now - self._stage_started))
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        self._stage_batch(trainer, "validating", batch_idx, dataloader_idx, trainer.num_val_batches)
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        self._stage_batch(trainer, "testing", batch_idx, dataloader_idx, trainer.num_test_batches)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:

@@ -263,6 +263,7 @@ def evaluate_best(trainer: L.Trainer, model: SentimentClassifier, datamodule, ca
     a teacher's test metrics go to the loggers beside the student's."""
     last_monitored = trainer.callback_metrics.get(monitor)  # trainer.test() clears it
     ckpt = load_best(trainer, model)
+    log.info("calibrating on the validation split (%d batches), then testing", len(datamodule.val_dataloader()))
     calibration = calibrate(model, *collect_logits(model, datamodule.val_dataloader(),
                                                    trainer.strategy.precision_plugin.forward_context),
                             **plain(calibrate_cfg or {"temperature": False, "thresholds": False}))
