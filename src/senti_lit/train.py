@@ -38,11 +38,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
     check_numbers(cfg)
     check_model_sources(plain(cfg.model))  # a model this machine cannot load fails now, not after the data is read
-    check_data_source(cfg.data)  # a missing file or column fails now, before Lightning is imported
     out = Path(cfg.paths.output_dir)
     if cfg.get("resume") == "auto" and (out / "metrics.json").is_file():
         log.info("resume=auto: %s already finished; its metrics stand", out)
         return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    check_data_source(cfg.data)  # a missing file or column fails now, before Lightning is imported
     # imported here, not at the top: `--help` and Tab completion answer without torch and Lightning (seconds)
     from senti_lit.training import steps
     from senti_lit.training.resume import resume_checkpoint

@@ -52,6 +52,11 @@ class Checkpoints(LastCheckpointHook):
         if self.save_last:
             self.save_last = "link" if self.saved_at_this_step(trainer) else True
 
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.monitor and self.monitor not in trainer.callback_metrics:
+            return  # no validation ran (a run that stops mid-epoch): nothing to rank, and Lightning would warn
+        super().on_train_epoch_end(trainer, pl_module)
+
 
 def speed(steps: float, seconds: float) -> str:
     """`12.3 steps/s`, or below one step a second `4.2 s/step` (a slow model's `0.0 steps/s` said nothing)."""
