@@ -17,8 +17,10 @@ def umask_mode(*paths: Path) -> None:
         os.chmod(path, 0o666 & ~mask)
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file and rename: a crashed or concurrent run never leaves half a file."""
+def atomic_write(path: Path, write: Callable[[Any], None], replace: bool = True) -> None:
+    """Write through a temporary file and rename: a crashed or concurrent run never leaves half a file. With
+    `replace=False` the file is linked into place instead, which fails (FileExistsError) if `path` exists by then:
+    another writer's file is never replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -27,10 +29,12 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it
         umask_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # gone after a rename; after a link, or a failure, the spare name
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

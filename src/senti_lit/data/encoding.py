@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from senti_lit.core.files import atomic_write
+from senti_lit.core.files import atomic_write, read_json
 
 CHUNK = 8192  # texts per tokenizer call: the per-token Python ints of one chunk are all that is ever alive
 
@@ -129,7 +129,7 @@ def save_json(path: Path, obj: Any) -> None:
 
 
 def load_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)  # a damaged cache file is named
 
 
 def files_digest(paths: Iterable[Path]) -> list[tuple[str, str]]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from senti_lit.core.files import umask_mode
+from senti_lit.core.files import atomic_write
 from senti_lit.data.sources import rows_to_predict
 from senti_lit.inference.predictor import Predictor, describe
 
@@ -82,25 +81,13 @@ def render(rows: list, answers: list[dict[str, Any]], suffix: str) -> bytes:
 
 
 def publish(target: Path, data: bytes, overwrite: bool) -> None:
-    """Write `data` to a temporary file beside `target`, then rename it into place (`overwrite`) or link it there,
-    which fails if `target` appeared meanwhile (another run's output is never replaced silently)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    """`data` written whole into `target`: renamed into place (`overwrite`) or linked there, which fails if `target`
+    appeared meanwhile (another run's output is never replaced silently)."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask_mode(Path(tmp))
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise FileExistsError(f"output={target} was written by another run while this one predicted; "
-                                      "set overwrite=true to replace it, or choose another output") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write(target, lambda f: f.write(data), replace=overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"output={target} was written by another run while this one predicted; "
+                              "set overwrite=true to replace it, or choose another output") from None
 
 
 def repl(predictor: Predictor, top_k: int) -> None:
