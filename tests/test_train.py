@@ -70,6 +70,8 @@ def test_short_run_learns_the_fixture_and_writes_outputs(reviews_dir: Path, tmp_
     assert {"test/acc", "best/val/acc"} <= metric_names  # the HPARAMS tab shows final metrics per run
     accumulator = EventAccumulator(str(run / "tensorboard" / "fit")).Reload()
     assert len(accumulator.Scalars("test/acc")) == 1  # logged once (by the test loop), not again with the hparams
+    # every declared HPARAMS column has its value in the run: best/* as a scalar of its own
+    assert accumulator.Scalars("best/val/acc")[0].value == pytest.approx(summary["best/val/acc"])
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(tags["images"])
     assert {"val/pr_negative", "val/pr_positive", "test/pr_negative", "test/pr_positive"} <= set(tags["tensors"])
 
@@ -181,7 +183,8 @@ def test_ddp_two_cpu_processes_write_one_run(reviews_dir: Path, tmp_path: Path):
         assert "Warning" not in result.stderr + result.stdout
         runs = list((logs / "train" / "runs").iterdir())
         assert len(runs) == 1  # the second process reuses rank 0's run directory
-        assert [p.name for p in (runs[0] / "tensorboard").iterdir()] == ["fit"]
+        [board] = (runs[0] / "tensorboard").iterdir()
+        assert board.name.startswith("fit,data.path=") and "trainer.max_epochs=1" in board.name
         metrics = json.loads((runs[0] / "metrics.json").read_text())
         keys[name] = set(metrics)
         # the artifact rank 0 saved, loaded back, answers the whole test split as the (2-process) test loop did
@@ -227,19 +230,27 @@ def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
     from senti_lit.core.config import CONFIG_DIR
     from senti_lit.training.steps import run_hparams
 
-    overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}"]
+    from senti_lit.core.config import run_label
+
+    overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}", "seed=7",
+                 "data.path=/srv/reviews", "resume=auto"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         try:
             values = run_hparams(cfg)
+            label, mlm_label = run_label("fit"), run_label("mlm_warmup")
         finally:
             HydraConfig.instance().cfg = None  # later tests run outside a Hydra app again
     GlobalHydra.instance().clear()
     assert values["model"] == "mini_bert" and values["data"] == "demo" and values["trainer"] == "default"
-    assert values["model.optimizer.lr"] == "3e-3" and values["data.limit_train"] == "300"
-    assert values["seed"] == cfg.seed and values["data.batch_size"] == cfg.data.batch_size
+    # one type per column across runs: an override is the number the config holds, as a default would be
+    assert values["model.optimizer.lr"] == 3e-3 and values["data.limit_train"] == 300 and values["seed"] == 7
+    assert values["data.batch_size"] == cfg.data.batch_size and values["data.path"] == "/srv/reviews"
+    # the TensorBoard run name: the overrides (sorted; without resume= and paths.*; `/` cannot nest folders)
+    assert label == "fit,data.limit_train=300,data.path=_srv_reviews,model.optimizer.lr=3e-3,seed=7"
+    assert mlm_label == "mlm_warmup" + label.removeprefix("fit")
     assert "paths.output_dir" not in values and not any("_target_" in k or k.startswith("hydra") for k in values)
     assert len(values) <= 25, sorted(values)
 
@@ -262,6 +273,12 @@ def test_a_run_that_stops_mid_epoch_ends_cleanly(tmp_path: Path, caplog: pytest.
     zero = [k.removeprefix("test/f1_") for k, v in summary.items() if k.startswith("test/f1_") and v == 0.0]
     for name in zero:  # 3 steps: a class may never be predicted; the log says so, naming it
         assert f"never predicts {name!r} correctly" in caplog.text
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # a 3-step run still has its curves (log_every_n_steps is 20): a point per step
+    board = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "fit")).Reload()
+    assert [e.step for e in board.Scalars("train/loss_step")] == [0, 1, 2]
+    assert len(board.Scalars("lr/decay")) == 3
 
 
 def test_progress_lines_say_seconds_per_step_and_time_left():

@@ -62,6 +62,32 @@ if not OmegaConf.has_resolver("resume_run_dir"):
     OmegaConf.register_new_resolver("resume_run_dir", resume_run_dir)
 
 
+LABEL_LENGTH = 150  # a run label's longest form: folder names stop at 255 bytes, and a long one hides the time
+
+
+def run_label(stage: str) -> str:
+    """`${run_label:fit}`: `stage`, then the command's overrides as Hydra's `override_dirname` writes them
+    (`fit,model=bert_lora,seed=1`): the TensorBoard run name, so that runs are told apart outside the HPARAMS tab.
+    `resume=`, `hydra.*` and `paths.*` are left out (they do not change what is learnt); a `/` in a value becomes
+    `_` (it would nest folders); a label longer than LABEL_LENGTH ends in a hash of the whole."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return stage
+    kept = [o.lstrip("+~") for o in _task_overrides(HydraConfig.get().overrides.task)
+            if not o.lstrip("+~").startswith(("hydra.", "paths."))]
+    label = ",".join([stage, *kept]).replace("/", "_").replace("\\", "_")
+    if len(label) > LABEL_LENGTH:
+        import hashlib
+
+        label = label[:LABEL_LENGTH - 9] + "~" + hashlib.sha1(label.encode()).hexdigest()[:8]
+    return label
+
+
+if not OmegaConf.has_resolver("run_label"):
+    OmegaConf.register_new_resolver("run_label", run_label)
+
+
 SMALL_HIDDEN = 256  # hidden sizes up to this train faster in bf16 on a CPU with native bf16 (see auto_precision)
 
 

@@ -231,6 +231,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         if self.labels:
             return LabelSpace(tuple(self.labels), self.multi_label, self.aliases)
         inferred = LabelSpace.infer([ex.label for ex in examples], self.multi_label)
+        warn_stray_labels(examples, inferred)
         aliases = {k: v for k, v in self.aliases.items() if v in inferred.names}
         return LabelSpace(inferred.names, self.multi_label, aliases)
 
@@ -385,3 +386,20 @@ class TextClassificationDataModule(L.LightningDataModule):
             ds, batch_size=batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(), **kwargs
         )
+
+
+STRAY_ROWS, STRAY_SHARE = 20, 0.005  # a label this rare in a single-label column is more likely a typo than a class
+
+
+def warn_stray_labels(examples: list[Example], labels: LabelSpace) -> None:
+    """Labels read off the data (no `data.labels`): a value with a handful of rows (a `2` among 0/1 labels) would
+    silently make a binary task three-class; it is named, with the way to make it an error."""
+    if labels.multi_label or labels.num_labels <= 2:
+        return
+    counts = label_histogram(examples)
+    for name in labels.names:
+        if counts.get(name, 0) <= STRAY_ROWS and counts.get(name, 0) < STRAY_SHARE * len(examples):
+            first = next(ex.origin for ex in examples if ex.label == name)
+            log.warning("data: label %r has only %d of %d rows (first at %s), making this a %d-class task: a stray "
+                        "value? Declare the labels (data.labels=[negative,positive]) to make such rows an error",
+                        name, counts[name], len(examples), first, labels.num_labels)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel, get_scheduler
 
+from senti_lit.core.config import run_label
 from senti_lit.core.files import write_json
 from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.training.optim import FusedClipping, can_fuse, weight_decay_groups
@@ -97,7 +98,7 @@ def mlm_warmup(backbone: PreTrainedModel, tokenizer, datamodule, mlm: Mapping[st
     log.info("MLM warm-up: %d epochs%s on %d training texts", mlm["epochs"],
              f" (at most {mlm['max_steps']} steps)" if mlm.get("max_steps") else "", len(datamodule.datasets["train"]))
     loader = datamodule.unlabelled_train_loader(mlm["batch_size"], mlm_collator(tokenizer, mlm["mask_prob"]))
-    logger = L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version="mlm_warmup",
+    logger = L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version=run_label("mlm_warmup"),
                                                  default_hp_metric=False)
     report = fit_mlm(backbone, loader, mlm, make_trainer, fast_dropout, logger=logger, **trainer_kwargs)
     log.info("MLM warm-up: %s", report)

@@ -34,7 +34,7 @@ from senti_lit.models.builder import build_network, parameter_counts
 from senti_lit.models.calibration import calibrate, collect_logits
 from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.models.spec import ModelSpec, model_spec
-from senti_lit.training.callbacks import LineProgress
+from senti_lit.training.callbacks import LineProgress, ShortRunLogging
 from senti_lit.training.mlm import mlm_warmup
 from senti_lit.training.module import SentimentClassifier
 from senti_lit.training.resume import AtomicCheckpointIO, RngState
@@ -131,7 +131,7 @@ def mlm_warmup_step(cfg: DictConfig, datamodule, tokenizer: PreTrainedTokenizerB
         return None
     mlm = quick_run_warmup(mlm, cfg.data.get("limit_train"), len(datamodule.splits["train"]), cfg.data.batch_size,
                            cfg.trainer.get("max_epochs"))
-    bars = progress_bars(cfg.callbacks)
+    bars = [*progress_bars(cfg.callbacks), ShortRunLogging()]
     return partial(mlm_warmup, tokenizer=tokenizer, datamodule=datamodule, mlm=mlm,
                    make_trainer=partial(instantiate, cfg.trainer), out=Path(out or cfg.paths.output_dir),
                    fast_dropout=cfg.get("fast_dropout", False), callbacks=bars, **no_bar(bars))
@@ -205,7 +205,7 @@ def make_trainer(trainer: DictConfig, callbacks: DictConfig | None, logger: Dict
                  hparams: Mapping[str, Any], resumed: bool = False) -> L.Trainer:
     """The classifier's Trainer: the config's callbacks and loggers, RNG state and atomic writes in checkpoints;
     `hparams` (`run_hparams`) go to every logger."""
-    made = [*instantiate_group(callbacks), RngState()]
+    made = [*instantiate_group(callbacks), RngState(), ShortRunLogging()]
     loggers = instantiate_group(logger)
     if resumed:
         continue_logs(loggers)
@@ -330,7 +330,7 @@ def log_final(trainer: L.Trainer, run_params: Mapping[str, Any], final: Mapping[
     to an event file of its own in the run's TensorBoard folder (torch's public `FileWriter`; TensorBoard reads every
     event file of a folder as one run): Lightning's `log_hyperparams(params, metrics)` would log every test scalar a
     second time (at step 0), and the HPARAMS tab reads the metrics from the scalars the run already has."""
-    from torch.utils.tensorboard.summary import hparams
+    from torch.utils.tensorboard.summary import hparams, scalar
     from torch.utils.tensorboard.writer import FileWriter
 
     params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in run_params.items()}
@@ -339,6 +339,9 @@ def log_final(trainer: L.Trainer, run_params: Mapping[str, Any], final: Mapping[
             writer = FileWriter(logger.log_dir)
             for summary in hparams(params, {k: float(v) for k, v in final.items()}):
                 writer.add_summary(summary)
+            # a declared column reads the run's scalar of that name: test/* were logged by the test, best/* were not
+            for key in (k for k in final if k.startswith("best/")):
+                writer.add_summary(scalar(key, float(final[key])), trainer.global_step)
             writer.close()
 
 
@@ -379,12 +382,18 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
         for override in task_overrides():
             key, _, value = override.lstrip("+~").partition("=")
             if not key.startswith(("hydra.", "paths.")) and key not in values:
-                values[key] = value
+                values[key] = typed(OmegaConf.select(cfg, key, default=None), value)
     for key in KEY_SETTINGS:
         value = OmegaConf.select(cfg, key, default=None)
         if key not in values and isinstance(value, (int, float, str, bool)):
             values[key] = value
     return values
+
+
+def typed(composed: Any, written: str) -> Any:
+    """An override's value as the config holds it (`seed=7`: the number 7, as in a run that keeps the default 42),
+    so that each HPARAMS column has one type across runs; text where the config holds no single value."""
+    return composed if isinstance(composed, (bool, int, float, str)) else written
 
 
 def print_metrics(metrics: Mapping[str, float], title: str) -> None:
