@@ -19,6 +19,7 @@ def test_a_user_error_is_one_message_not_a_traceback(tmp_path: Path):
     assert result.returncode == 1
     assert "error: " in result.stderr and "no_such.csv: no such file or folder" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
+    assert not (tmp_path / "run").exists()  # a run that never started training leaves no folder beside real runs
     full = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr
@@ -36,6 +37,25 @@ def test_help_and_tab_completion_import_no_torch():
             f"print(sorted(m for m in {HEAVY} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_each_commands_help_shows_its_own_options():
+    """`predict --help` lists predict's options, not the training groups; `train --help` the groups a user picks,
+    not the building blocks (data/base, model/family, trainer/model) nor another command's (annotator)."""
+    def help_of(command: str) -> str:
+        result = subprocess.run([sys.executable, "-m", f"senti_lit.{command}", "--help"], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    predict = help_of("predict")
+    assert predict.startswith("python -m senti_lit.predict artifact=") and "\ntop_k: 1\n" in predict
+    assert "Config groups" not in predict and "model:" not in predict and "trainer" not in predict
+    train = help_of("train")
+    groups = train.split("== Config groups (group=option) ==")[1].split("==")[0]
+    assert [line.split(":")[0] for line in groups.strip().splitlines()] == [
+        "data", "model", "trainer", "callbacks", "logger", "experiment", "hparams_search", "debug"]
+    assert "mini_bert" in groups and "\nseed: 42\n" in train and "Powered by Hydra" not in train
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def run(cfg: DictConfig) -> float | None:
         summary = train(cfg)
     except Exception as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
+            drop_unstarted_run(Path(cfg.paths.output_dir))
             raise
         # one failed job must not end the sweep: record it for the sweep report, tell Optuna the trial failed; a
         # known user error is one line (the traceback with HYDRA_FULL_ERROR=1), anything else its traceback
@@ -104,6 +106,22 @@ def run(cfg: DictConfig) -> float | None:
         return float("nan") if cfg.get("optimized_metric") else None
     value = summary.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     return None if value is None else float(value)
+
+
+TRAINED = ("checkpoints", "tensorboard", "csv", "metrics.json")  # what a run that started training has written
+
+
+def drop_unstarted_run(out: Path) -> None:
+    """A run that failed before training started (a wrong path, column, label or model) leaves no folder beside the
+    real runs: only Hydra's record and the log were in it, and the error is on the screen. A sweep's failed jobs keep
+    theirs (failed.json: the sweep report lists them)."""
+    if out.is_dir() and not any((out / name).exists() for name in TRAINED):
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            if Path(handler.baseFilename).is_relative_to(out.resolve()):  # Hydra's train.log, open until the end
+                root.removeHandler(handler)
+                handler.close()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,35 @@ if not OmegaConf.has_resolver("run_label"):
     OmegaConf.register_new_resolver("run_label", run_label)
 
 
+HIDDEN_GROUPS = ("hydra", "command", "local", "paths")  # composed for every command, not choices a user makes
+
+
+def help_text(command: str) -> str:
+    """`--help`'s template for `command` (`hydra.help.template: ${help_text:${hydra.job.config_name}}`): the usage
+    lines at the top of conf/<command>.yaml, then only the config groups that command composes (its defaults list;
+    not the building blocks data/base, model/family… nor another command's groups), then Hydra's `$CONFIG`: the
+    command's own options."""
+    lines = (Path(CONFIG_DIR) / f"{command}.yaml").read_text(encoding="utf-8").splitlines()
+    usage = [line.removeprefix("#").strip() for line in lines[:next(i for i, line in enumerate(lines)
+                                                                    if not line.startswith("#"))]]
+    groups = []
+    for entry in (yaml.safe_load("\n".join(lines)) or {}).get("defaults", []):
+        name = next(iter(entry)) if isinstance(entry, dict) else None
+        name = name.removeprefix("optional ").split("@")[0] if name else None
+        if name and not name.startswith("override") and name not in HIDDEN_GROUPS and "/" not in name:
+            options = sorted(p.stem for p in (Path(CONFIG_DIR) / name).glob("*.yaml"))
+            groups.append(f"{name}: {', '.join(options)}")
+    parts = ["\n".join(usage)]
+    if groups:
+        parts.append("== Config groups (group=option) ==\n" + "\n".join(groups))
+    parts.append("== Options (key=value; the defaults shown) ==\n$CONFIG")
+    return "\n\n".join(parts) + "\n"
+
+
+if not OmegaConf.has_resolver("help_text"):
+    OmegaConf.register_new_resolver("help_text", help_text)
+
+
 SMALL_HIDDEN = 256  # hidden sizes up to this train faster in bf16 on a CPU with native bf16 (see auto_precision)
 
 
