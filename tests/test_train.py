@@ -227,10 +227,8 @@ def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from senti_lit.core.config import CONFIG_DIR
+    from senti_lit.core.config import CONFIG_DIR, run_label
     from senti_lit.training.steps import run_hparams
-
-    from senti_lit.core.config import run_label
 
     overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}", "seed=7",
                  "data.path=/srv/reviews", "resume=auto"]

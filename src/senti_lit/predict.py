@@ -3,9 +3,12 @@
     python -m senti_lit.predict artifact=logs/train/runs/<time>/artifact                 # type texts; q quits
     python -m senti_lit.predict artifact=... text="这家酒店很干净"                          # one answer
     python -m senti_lit.predict artifact=... input=reviews.csv output=preds.jsonl        # every row, all labels
+    python -m senti_lit.predict artifact=<run>/export-onnx text="很好"                  # ONNX export: no torch
 
 Texts are encoded exactly as in training (the artifact's max_length, prompt, knowledge join), sorted by length
-into batches (little padding) and run under bf16 autocast where the CPU/GPU supports it.
+into batches (little padding) and run under bf16 autocast where the CPU/GPU supports it. `backend=auto` answers
+from an ONNX export (`senti_lit.export ... format=onnx`: a folder with onnx.json) with onnxruntime, without importing
+torch, transformers or Lightning.
 """
 from __future__ import annotations
 
@@ -58,16 +61,30 @@ def run(cfg: DictConfig) -> None:
         # the input's own suffix stays in the default name: reviews.csv and reviews.jsonl never share an output
         target = Path(cfg.output) if cfg.output else source.with_name(f"{source.name}.predictions.jsonl")
         check_output(source, target, cfg.overwrite)  # before the model loads: a wrong output costs no minutes
-    from senti_lit.inference.predictor import Predictor, describe
+    from senti_lit.inference.decisions import describe
 
-    predictor = Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision),
-                               threshold=cfg.threshold, trust_remote_code=cfg.trust_remote_code)
+    predictor = load_predictor(cfg)
     if cfg.input:
         predict_file(predictor, source, target, cfg.text_column, cfg.batch_size, cfg.top_k, cfg.overwrite)
     elif cfg.text is not None:
         print(describe(predictor.predict([str(cfg.text)], top_k=cfg.top_k)[0]))
     else:
         repl(predictor, cfg.top_k)
+
+
+def load_predictor(cfg: DictConfig):
+    """The artifact's predictor: onnxruntime for an ONNX export (backend=auto/onnx; torch is never imported), else
+    the torch model."""
+    from senti_lit.inference.onnx_predictor import choose_backend
+
+    if choose_backend(cfg.backend, cfg.artifact) == "onnx":
+        from senti_lit.inference.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor.load(cfg.artifact, threads=cfg.threads, threshold=cfg.threshold, device=cfg.device)
+    from senti_lit.inference.predictor import Predictor
+
+    return Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision), threshold=cfg.threshold,
+                          trust_remote_code=cfg.trust_remote_code)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from senti_lit.core.files import atomic_write
 from senti_lit.data.sources import rows_to_predict
-from senti_lit.inference.predictor import Predictor, describe
+from senti_lit.inference.decisions import describe
+
+if TYPE_CHECKING:  # either backend answers here; importing the torch one would cost the ONNX one seconds
+    from senti_lit.inference.onnx_predictor import OnnxPredictor
+    from senti_lit.inference.predictor import Predictor
 
 QUIT = {"q", "quit", "exit"}
 
@@ -34,7 +38,7 @@ def check_output(source: Path, target: Path, overwrite: bool) -> None:
     probe.close()
 
 
-def predict_file(predictor: Predictor, source: Path, target: Path, text_column: str, batch_size: int,
+def predict_file(predictor: Predictor | OnnxPredictor, source: Path, target: Path, text_column: str, batch_size: int,
                  top_k: int, overwrite: bool = False) -> list[tuple[str, str]]:
     """Every readable row of `source` predicted into `target` (JSON lines with the row's line number, or a table
     for a .csv/.tsv `target`: `render`); returns the
@@ -90,7 +94,7 @@ def publish(target: Path, data: bytes, overwrite: bool) -> None:
                               "set overwrite=true to replace it, or choose another output") from None
 
 
-def repl(predictor: Predictor, top_k: int) -> None:
+def repl(predictor: Predictor | OnnxPredictor, top_k: int) -> None:
     """Read texts from stdin until q/quit/exit or end of input; blank lines are ignored."""
     print(f"senti_lit: labels {', '.join(predictor.names)}. Type a text (q to quit).")
     while True:

@@ -21,6 +21,7 @@ from senti_lit.core.files import write_json
 from senti_lit.core.runtime import quiet_known_warnings
 
 if TYPE_CHECKING:
+    from senti_lit.inference.onnx_predictor import OnnxPredictor
     from senti_lit.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,12 @@ def model_name(folder: Path, meta: Mapping[str, Any]) -> str:
     return str(name or folder.parent.name)
 
 
-def label_mapping(dataset_labels: Sequence[str], predictor: Predictor, label_map: Mapping[str, str]
+def label_mapping(dataset_labels: Sequence[str], predictor: Predictor | OnnxPredictor, label_map: Mapping[str, str]
                   ) -> dict[str, str | None]:
     """{dataset label: model label or None (absent)}: the same name first, then `label_map`, then the model's
     training aliases."""
     names = set(predictor.names)
-    aliases = predictor.model.label_space.aliases
+    aliases = predictor.aliases
     mapping: dict[str, str | None] = {}
     for label in dataset_labels:
         target = label if label in names else label_map.get(label, aliases.get(label))
@@ -49,8 +50,8 @@ def label_mapping(dataset_labels: Sequence[str], predictor: Predictor, label_map
     return mapping
 
 
-def evaluate_cell(predictor: Predictor, texts: list[str], labels: list[str], mapping: Mapping[str, str | None],
-                  batch_size: int) -> dict[str, Any]:
+def evaluate_cell(predictor: Predictor | OnnxPredictor, texts: list[str], labels: list[str],
+                  mapping: Mapping[str, str | None], batch_size: int) -> dict[str, Any]:
     """Accuracy of one model on one dataset's examples whose label the model has; the rest counted as absent."""
     kept = [(t, mapping[l]) for t, l in zip(texts, labels) if mapping[l] is not None]
     absent: dict[str, int] = {}
@@ -68,13 +69,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     folders = [Path(a) for a in plain(cfg.artifacts)]
     if not folders or not cfg.datasets:
         raise ValueError("evaluate needs artifacts=[dir,...] (training runs' artifact/) and datasets=[name,...]")
-    data = read_datasets(cfg)  # every dataset's files first: a missing one fails before any model has run
-    from senti_lit.inference.predictor import Predictor  # torch: not for `--help` (seconds)
+    from senti_lit.inference.onnx_predictor import choose_backend  # numpy: not for `--help`
 
+    backends = [choose_backend(cfg.backend, folder) for folder in folders]  # a wrong one fails before the data
+    data = read_datasets(cfg)  # every dataset's files first: a missing one fails before any model has run
     predictors = {}
-    for folder in folders:
-        predictor = Predictor.load(folder, device=cfg.device, precision=str(cfg.precision),
-                                   trust_remote_code=cfg.trust_remote_code)
+    for folder, backend in zip(folders, backends):
+        predictor = load_predictor(cfg, folder, backend)
         if predictor.multi_label:
             raise ValueError(f"{folder}: a multi-label model; the accuracy matrix is for single-label models")
         name = model_name(folder, predictor.meta)
@@ -92,6 +93,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     write_outputs(out, cells, plain(cfg.datasets), cfg.split)
     return cells
+
+
+def load_predictor(cfg: DictConfig, folder: Path, backend: str) -> Predictor | OnnxPredictor:
+    """The model in `folder`: onnxruntime for an ONNX export (no torch), else the torch artifact."""
+    if backend == "onnx":
+        from senti_lit.inference.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor.load(folder, threads=cfg.threads, device=cfg.device)
+    from senti_lit.inference.predictor import Predictor  # torch: not for `--help` (seconds), nor for onnx
+
+    return Predictor.load(folder, device=cfg.device, precision=str(cfg.precision),
+                          trust_remote_code=cfg.trust_remote_code)
 
 
 def read_datasets(cfg: DictConfig) -> dict[str, tuple[list[str], list]]:

@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.progress import track
 from transformers import DataCollatorWithPadding
 
-from senti_lit.core.config import plain
 from senti_lit.core.runtime import cpu_has_native_bf16
 from senti_lit.data.encoding import EncodedDataset
+from senti_lit.inference import decisions
 from senti_lit.inference.artifact import input_spec, load_artifact
-from senti_lit.models.network import decision_thresholds
+from senti_lit.inference.decisions import describe  # noqa: F401 - its former home: `from ...predictor import describe`
 
 
 def bf16_supported(device: str) -> bool:
@@ -46,13 +46,15 @@ class Predictor:
         model, tokenizer, meta = load_artifact(folder, trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, meta, **kwargs)
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """{other spelling: label name} the model was trained with (evaluate maps datasets' labels through them)."""
+        return dict(self.model.label_space.aliases)
+
     def thresholds_for(self, threshold: float | Sequence[float]) -> torch.Tensor:
         """The decision thresholds `threshold` stands for (binary: P(positive) cut; multi-label: one or one per
         label); a ValueError names what this task accepts."""
-        values = plain(threshold)
-        if self.multi_label or isinstance(values, (int, float)):
-            return decision_thresholds(self.model.label_space, values)
-        raise ValueError(f"threshold={values}: give one number for a binary task")
+        return torch.from_numpy(decisions.thresholds_for(self.names, self.multi_label, threshold))
 
     def set_threshold(self, threshold: float | Sequence[float]) -> None:
         """Override the artifact's decision thresholds (binary: P(positive) cut; multi-label: one or one per label)."""
@@ -92,7 +94,8 @@ class Predictor:
                       ) -> torch.Tensor:
         """(len(texts), num_labels) calibrated probabilities, in input order."""
         logits = self.logits(texts, knowledge, batch_size, progress, encoded)
-        return self.model.probabilities(logits.to(self.model.temperature.device)).cpu()
+        temperature = float(self.model.temperature)
+        return torch.from_numpy(decisions.probabilities(logits.numpy(), temperature, self.multi_label))
 
     def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
                 top_k: int = 1, progress: bool = False) -> list[dict[str, Any]]:
@@ -106,30 +109,7 @@ class Predictor:
                 ) -> list[dict[str, Any]]:
         """`predict`'s answers from `probabilities`' rows, decided by the model's rule or by `thresholds`
         (`thresholds_for(...)`: one caller's rule, e.g. one server request's, leaving the model's untouched)."""
-        decided = self.model.decide(probs.to(self.model.thresholds.device), thresholds).cpu()
-        return [self._answer(p, d, top_k) for p, d in zip(probs.tolist(), decided.tolist())]
-
-    def _answer(self, p: list[float], d: Any, top_k: int) -> dict[str, Any]:
-        answer: dict[str, Any] = {"probs": {n: round(v, 6) for n, v in zip(self.names, p)}}
-        if self.multi_label:
-            answer["labels"] = [n for n, on in zip(self.names, d) if on]
-        else:
-            answer["label"], answer["confidence"] = self.names[d], round(p[d], 6)
-            if top_k > 1:
-                ranked = sorted(zip(self.names, p), key=lambda x: -x[1])[:top_k]
-                answer["top"] = [[n, round(v, 6)] for n, v in ranked]
-        return answer
-
-
-def describe(answer: dict[str, Any]) -> str:
-    """The answer as a line: `positive (confidence 0.98)`, with the runners-up or every label that is on."""
-    if "labels" in answer:
-        probs = answer["probs"]
-        if not answer["labels"]:
-            top = max(probs, key=probs.get)
-            return f"no label (likeliest: {top} {probs[top]:.2f})"
-        return ", ".join(answer["labels"]) + " (" + ", ".join(f"{n} {probs[n]:.2f}" for n in answer["labels"]) + ")"
-    line = f"{answer['label']} (confidence {answer['confidence']:.2f})"
-    if len(answer.get("top", [])) > 1:
-        line += "; then " + ", ".join(f"{n} {p:.2f}" for n, p in answer["top"][1:])
-    return line
+        thresholds = self.model.thresholds if thresholds is None else thresholds
+        decided = decisions.decide(probs.float().cpu().numpy(), thresholds.float().cpu().numpy(), self.multi_label,
+                                   self.model.positive_index)
+        return decisions.answers(probs.float().cpu().numpy(), decided, self.names, self.multi_label, top_k)
