@@ -136,3 +136,42 @@ def test_multilabel_thresholds_per_label_and_temperature():
     assert torch.allclose(model.probabilities(logits), torch.sigmoid(logits / 2))
     state = model.state_dict()
     assert state["temperature"] == 2.0 and state["thresholds"].tolist() == [0.5] * 3  # saved with the weights
+
+
+def test_packing_keeps_every_training_token_once_in_full_rows():
+    """group_texts-style packing: each text's ids (special tokens included) appear whole, once, in the seeded order;
+    rows are `block` long except the last (kept, not dropped as HF's group_texts drops it)."""
+    import numpy as np
+
+    from senti_lit.data.encoding import EncodedDataset
+
+    rng = np.random.default_rng(0)
+    texts = [rng.integers(5, 100, size=n).astype(np.int32) for n in rng.integers(2, 30, size=57)]
+    ds = EncodedDataset(np.concatenate(texts), np.cumsum([0] + [len(t) for t in texts]), None)
+    packed = ds.packed(16, seed=3)
+    rows = [packed[i]["input_ids"] for i in range(len(packed))]
+    assert all(len(r) == 16 for r in rows[:-1]) and 0 < len(rows[-1]) <= 16
+    order = np.random.default_rng(3).permutation(len(texts))
+    assert sum(rows, []) == np.concatenate([texts[i] for i in order]).tolist()  # every token once, texts whole
+    assert packed.packed(16, seed=3).ids.tolist() != packed.ids.tolist() or len(texts) < 2  # the seed orders
+    assert ds.packed(16, seed=3).ids.tolist() == packed.ids.tolist()  # and reproduces
+
+
+def test_the_packed_warm_up_reads_the_training_split_only(reviews_dir):
+    """Validation and test texts never reach the MLM warm-up: the packed loader's tokens are the training split's
+    tokens, each once an epoch."""
+    from collections import Counter
+
+    from hydra.utils import instantiate
+
+    from helpers.compose import TINY_MODEL, compose_train
+
+    cfg = compose_train([f"data.path={reviews_dir}", *TINY_MODEL], reviews_dir.parent / "out")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare(dict(cfg.model.tokenizer), seed=1)
+    loader = datamodule.packed_train_loader(4, 24, collate_fn=lambda rows: rows, seed=1)
+    seen = Counter(t for batch in loader for row in batch for t in row["input_ids"])
+    train = datamodule.datasets["train"]
+    assert seen == Counter(train.ids.tolist())
+    assert sum(seen.values()) == sum(len(datamodule.datasets[s].ids) for s in ("train",))
+    assert sum(seen.values()) < sum(len(datamodule.datasets[s].ids) for s in ("train", "val", "test"))

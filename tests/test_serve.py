@@ -24,13 +24,16 @@ KEY = "s3cret-test-key"
 TEXTS = ["这本书很好，推荐", "失望，很差", "The room was clean and quiet.", "一般般吧", "好" * 80]  # the last: > 32 tokens
 
 
+# batching on (a batch fills for 50 ms), small limits to test, and an API key (also tests/test_serve_onnx.py's servers)
+SETTINGS = ("max_batch_size=8", "batch_timeout=0.05", "max_texts=16", "max_chars=2000", "max_body_mb=1",
+            "api_key_env=SENTI_TEST_KEY", "log_level=warning")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """Batching on (a batch fills for 50 ms), small limits to test, and an API key."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    with running_server(ARTIFACT, log, "max_batch_size=8", "batch_timeout=0.05", "max_texts=16", "max_chars=2000",
-                        "max_body_mb=1", "api_key_env=SENTI_TEST_KEY", "log_level=warning",
-                        env={"SENTI_TEST_KEY": KEY}) as running:
+    with running_server(ARTIFACT, log, *SETTINGS, env={"SENTI_TEST_KEY": KEY}) as running:
         yield running
 
 

@@ -92,7 +92,7 @@ def test_same_seed_same_metrics(reviews_dir: Path, tmp_path: Path):
 @pytest.mark.slow  # a multirun in a subprocess
 def test_multirun_writes_one_directory_per_job(reviews_dir: Path, tmp_path: Path):
     common = [f"data.path={reviews_dir}", *TINY_MODEL, "trainer.max_epochs=1"]
-    args = ["-m", "seed=1,2", *common, f"paths.log_dir={tmp_path / 'logs'}"]
+    args = ["-m", "seed=1,2", *common, f"paths.log_dir={tmp_path / 'logs'}", "threads=1"]
     result = subprocess.run([sys.executable, "-m", "senti_lit.train", *args], cwd=tmp_path, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -108,6 +108,7 @@ def test_multirun_writes_one_directory_per_job(reviews_dir: Path, tmp_path: Path
         cfg = compose_train([*common, f"seed={seed}"], tmp_path / "reference" / job)
         assert artifact_test_accuracy(sweeps[0] / job, cfg) == pytest.approx(metrics["test/acc"], abs=1e-6)
         assert (sweeps[0] / job / ".hydra" / "config.yaml").is_file()
+        assert "threads: 1 (threads=1;" in (sweeps[0] / job / "train.log").read_text()  # the command applies it
         assert (sweeps[0] / job / "train.log").is_file()
 
 
@@ -159,6 +160,17 @@ def test_mlm_warmup_stops_at_max_steps(reviews_dir: Path, tmp_path: Path):
     assert warmup["steps"] == 20  # 15 steps an epoch: the cap ends the second epoch early, the third never starts
     assert len(warmup["mlm_loss_per_epoch"]) == 2
     assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
+
+
+def test_a_packed_mlm_warm_up_steps_through_rows_of_the_block(reviews_dir: Path, tmp_path: Path):
+    cfg = tiny_config(reviews_dir, tmp_path / "run", "model.mlm_warmup.epochs=1", "model.mlm_warmup.pack=32",
+                      "trainer.max_epochs=1")
+    train(cfg)
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    tokens = data["splits"]["train"]["size"]  # at least one token per text: rows <= tokens / 32 + 1
+    warmup = json.loads((tmp_path / "run" / "mlm_warmup.json").read_text())
+    rows = -(-warmup["tokens"] // 32)
+    assert warmup["steps"] == -(-rows // 16) and warmup["tokens"] > tokens  # batches of 16 rows of 32 tokens
 
 
 @pytest.mark.slow  # torch.compile: ~30 s

@@ -23,6 +23,7 @@ from senti_lit.core.config import CONFIG_DIR, check_numbers, plain
 from senti_lit.core.files import write_json
 from senti_lit.core.runtime import (
     USER_ERRORS,
+    apply_threads,
     keep_freed_memory,
     limit_onednn_cache,
     quiet_known_warnings,
@@ -35,8 +36,10 @@ from senti_lit.weights.locate import check_model_sources
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training job; returns the final metrics (test/*, best val metric, timings)."""
+def train(cfg: DictConfig, process_wide: bool = False) -> dict[str, float]:
+    """Run one training job; returns the final metrics (test/*, best val metric, timings). `process_wide`: also
+    apply the settings that hold for the whole process (`threads`), as the command does; an API caller keeps its
+    own."""
     check_numbers(cfg)
     check_model_sources(plain(cfg.model))  # a model this machine cannot load fails now, not after the data is read
     out = Path(cfg.paths.output_dir)
@@ -44,6 +47,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("resume=auto: %s already finished; its metrics stand", out)
         return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     check_data_source(cfg.data)  # a missing file or column fails now, before Lightning is imported
+    if process_wide:
+        apply_threads(cfg.get("threads"))  # imports torch: after the cheap checks
     # imported here, not at the top: `--help` and Tab completion answer without torch and Lightning (seconds)
     from senti_lit.training import steps
     from senti_lit.training.resume import resume_checkpoint
@@ -91,7 +96,7 @@ def run(cfg: DictConfig) -> float | None:
         keep_freed_memory()
     limit_onednn_cache()  # process-wide too: see core.runtime.limit_onednn_cache
     try:
-        summary = train(cfg)
+        summary = train(cfg, process_wide=True)
     except Exception as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             drop_unstarted_run(Path(cfg.paths.output_dir))

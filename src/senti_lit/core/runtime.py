@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+import time
 import warnings
 from typing import Any, Callable
 
@@ -99,6 +100,57 @@ def limit_onednn_cache(capacity: int = ONEDNN_CACHE) -> None:
     milliseconds. oneDNN reads the variable when it creates its first primitive: call this before any tensor
     work (the commands' `main`)."""
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
+def idle_cores(sample_seconds: float = 0.2) -> float:
+    """How many of this process's cores other work leaves idle now: the idle share of /proc/stat over a short
+    sample times the cores (Linux); elsewhere the cores less the 1-minute load average. A load average lags by a
+    minute, so busy loops started just before a run would not show in it; the sample does."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+    def times() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                values = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return values[3] + values[4], sum(values[:8])  # idle + iowait, everything but guest time
+
+    before = times()
+    if before is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return max(0.0, cores - load)
+    time.sleep(sample_seconds)
+    after = times()
+    busy_total = max(after[1] - before[1], 1)
+    machine = os.cpu_count() or cores
+    idle = (after[0] - before[0]) / busy_total * machine  # idle cores of the whole machine
+    return min(float(cores), idle)
+
+
+def choose_threads(setting: Any) -> int | None:
+    """The intra-op threads for `threads=` (train, pretrain): an int as given; `auto`: one per idle core (at
+    least 1). Why: torch starts one OpenMP thread per core, and when other processes keep those cores busy its
+    threads wait for each other at every operation (a small fit ran 3-9x slower than with one thread); on an idle
+    machine every core helps. None: leave torch's default (an OMP_NUM_THREADS in the environment also wins)."""
+    if setting is None or (setting == "auto" and os.environ.get("OMP_NUM_THREADS")):
+        return None
+    if setting == "auto":
+        return max(1, round(idle_cores()))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(f"threads={setting!r}: give auto, null (torch's default) or a number of threads >= 1")
+    return setting
+
+
+def apply_threads(setting: Any) -> int | None:
+    """`choose_threads`, applied to torch (process-wide: the commands call it, not `train()`)."""
+    threads = choose_threads(setting)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        logging.getLogger(__name__).info("threads: %d (threads=%s; %d cores)", threads, setting, os.cpu_count() or 0)
+    return threads
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)

@@ -373,6 +373,12 @@ class TextClassificationDataModule(L.LightningDataModule):
         sampler = LengthGroupedSampler(batch_size, lengths=ds.lengths())
         return self._loader(ds, batch_size, sampler=sampler, collate_fn=collate_fn)
 
+    def packed_train_loader(self, batch_size: int, block: int, collate_fn: Any, seed: int) -> DataLoader:
+        """The training texts packed into rows of `block` tokens (`EncodedDataset.packed`; MLM warm-up), shuffled
+        each epoch. Only the training split: validation and test texts never reach the warm-up."""
+        ds = self.datasets["train"].packed(block, seed)
+        return self._loader(ds, batch_size, shuffle=True, collate_fn=collate_fn)
+
     def _eval_loader(self, name: str) -> DataLoader:
         ds = self.datasets[name]
         # Evaluation order does not matter for metrics; length order minimises padding.

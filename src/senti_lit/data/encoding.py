@@ -41,6 +41,16 @@ class EncodedDataset(Dataset):
     def without_labels(self) -> "EncodedDataset":
         return EncodedDataset(self.ids, self.offsets, None)
 
+    def packed(self, block: int, seed: int) -> "EncodedDataset":
+        """The texts' token ids (each with its own special tokens) in a seeded random order, concatenated and cut
+        into rows of `block` tokens, as HF's run_mlm.py `group_texts` does for MLM: no padding, the same number of
+        tokens in every row. Unlike group_texts the last, shorter row is kept: every token is in exactly one row."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        ids = np.concatenate([self.ids[self.offsets[i]:self.offsets[i + 1]] for i in order]) if len(self) else \
+            self.ids[:0]
+        offsets = np.append(np.arange(0, len(ids), block), len(ids)).astype(self.offsets.dtype)
+        return EncodedDataset(ids, offsets, None)
+
     def save(self, path: Path) -> None:
         arrays = {"ids": self.ids, "offsets": self.offsets, "labels": self.labels}
         atomic_write(path, lambda f: np.savez(f, **arrays))

@@ -80,9 +80,9 @@ def parse_device(device: str) -> tuple[str, int | list[int]]:
     raise ValueError(f"device={device!r}: use cpu, cuda, cuda:1 or cuda:0,1")
 
 
-def model_info(meta: Mapping[str, Any], artifact: Path, limits: Limits) -> dict[str, Any]:
+def model_info(meta: Mapping[str, Any], artifact: Path, limits: Limits, backend: str = "torch") -> dict[str, Any]:
     """What `GET /info` says about the model (LitServe's `model_metadata`): name, task, labels, the test metrics
-    saved with the artifact, the input length and the decision rule."""
+    saved with the artifact, the input length, the decision rule and the backend that answers."""
     labels = meta["labels"]["names"]
     multi = bool(meta["labels"].get("multi_label"))
     decision = meta.get("decision", {})
@@ -93,13 +93,16 @@ def model_info(meta: Mapping[str, Any], artifact: Path, limits: Limits) -> dict[
         rule = f"{decision.get('positive_label')} when its probability is at least {thresholds[0]:.4g}"
     else:
         rule = "the likeliest label"
-    run = artifact.parent.name if artifact.name == "artifact" else artifact.name
-    backbone = meta.get("backbone", {}).get("path") or "from scratch"
+    run = artifact.parent.name if artifact.name in ("artifact", "export-onnx") else artifact.name
+    model = meta.get("model", {}) if backend == "onnx" else meta  # onnx.json keeps the source's under "model"
+    backbone = (model.get("backbone") or {}).get("path") or "from scratch"
     return {
         "name": run,
         "artifact": str(artifact),
         "backbone": backbone,
-        "method": meta.get("method", {}).get("name"),
+        "method": (model.get("method") or {}).get("name"),
+        "backend": backend,
+        "quantize": model.get("quantize") if backend == "onnx" else None,
         "data": (meta.get("data") or {}).get("name"),
         "task": "multi-label" if multi else ("binary" if len(labels) == 2 else "multi-class"),
         "labels": labels,
@@ -279,10 +282,20 @@ class Server(OrderedShutdown):
         self.stop_workers()
 
 
+def read_model_meta(artifact: Path, backend: str) -> dict[str, Any]:
+    """The folder's metadata, checked: onnx.json for an ONNX export (the server process then never imports torch,
+    nor do the HTTP processes it forks), else artifact.json."""
+    if backend == "onnx":
+        from senti_lit.inference.onnx_predictor import read_meta
+    else:
+        from senti_lit.inference.artifact import read_meta  # imports torch
+    return read_meta(artifact)
+
+
 def build_server(options: ServeOptions) -> Server:
     """A ready-to-run Server for `options.artifact` (nothing is loaded yet: each worker loads the model in
     `setup`)."""
-    from senti_lit.inference.artifact import read_meta  # after the cheap checks: it imports torch
+    from senti_lit.inference.onnx_predictor import choose_backend  # numpy only
 
     o = options
     api_key = None
@@ -292,7 +305,11 @@ def build_server(options: ServeOptions) -> Server:
             raise ValueError(f"api_key_env={o.api_key_env}: the environment variable {o.api_key_env} is not set or "
                              f"empty; export {o.api_key_env}=<a secret key> first")
     artifact = Path(o.artifact).resolve()
-    meta = read_meta(artifact)  # a wrong folder is an error now, not in a worker after the server started
+    backend = choose_backend(str(o.backend), artifact)
+    if backend == "onnx" and o.device != "cpu":
+        raise ValueError(f"device={o.device}: backend=onnx runs on the CPU (onnxruntime's CPU build); serve the "
+                         "training artifact with backend=torch for a GPU")
+    meta = read_model_meta(artifact, backend)  # a wrong folder is an error now, not in a worker after the start
     limits = Limits.for_artifact(meta, o.max_texts, o.max_chars)
     PredictRequest.configure(limits)  # before the HTTP processes fork (schema.py says why)
     if o.workers < 1 or o.max_batch_size < 1 or o.batch_timeout < 0:
@@ -302,12 +319,12 @@ def build_server(options: ServeOptions) -> Server:
     if threads is None and o.workers > 1:  # workers share the cores instead of each starting one thread per core
         threads = max(1, (os.cpu_count() or 1) // o.workers)
     accelerator, devices = parse_device(o.device)
-    api = SentimentAPI(str(artifact), precision=str(o.precision), threshold=o.threshold,
+    api = SentimentAPI(str(artifact), backend=backend, precision=str(o.precision), threshold=o.threshold,
                        trust_remote_code=o.trust_remote_code, batch_size=o.batch_size, threads=threads,
                        max_batch_size=o.max_batch_size, batch_timeout=o.batch_timeout)
-    info = model_info(meta, artifact, limits)
+    info = model_info(meta, artifact, limits, backend)
     shown = "127.0.0.1" if o.host in ("0.0.0.0", "::") else o.host
-    banner = (f"senti_lit.serve: {info['name']} ({info['task']}: {', '.join(info['labels'])}) on "
+    banner = (f"senti_lit.serve: {info['name']} ({info['task']}: {', '.join(info['labels'])}; {backend}) on "
               f"http://{shown}:{o.port}/  (POST /predict, GET /health, GET /info, API docs /docs; Ctrl+C stops)")
     if min(o.header_timeout, o.body_timeout, o.keep_alive) <= 0 or o.max_connections < 1:
         raise ValueError(f"header_timeout={o.header_timeout}, body_timeout={o.body_timeout}, keep_alive="

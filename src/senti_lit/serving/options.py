@@ -12,12 +12,16 @@ from omegaconf import MISSING
 
 @dataclass
 class ServeOptions:
-    artifact: str = MISSING  # a training run's artifact/ directory
+    artifact: str = MISSING  # a training run's artifact/ directory, or its ONNX export (senti_lit.export format=onnx)
+    # auto: onnx for a folder with onnx.json (onnxruntime; the server never imports torch), else torch
+    backend: str = "auto"  # auto | torch | onnx
     host: str = "127.0.0.1"  # this machine only; 0.0.0.0 (or ::) listens on every interface (behind a proxy: docs)
     port: int = 8000
     device: str = "cpu"  # cpu | cuda | cuda:1 | cuda:0,1 (workers on each listed GPU)
     workers: int = 1  # inference workers per device, each with its own copy of the model
-    threads: Optional[int] = None  # torch threads per worker (None: torch's default with one worker, cores / workers)
+    # torch threads (onnx: onnxruntime's intra-op threads) per worker (None: the backend's default with one worker,
+    # cores / workers with more)
+    threads: Optional[int] = None
     max_batch_size: int = 8  # dynamic batching: up to this many requests in one model call (1: no batching)
     batch_timeout: float = 0.01  # seconds a worker waits for more requests to fill a batch
     batch_size: int = 64  # texts per forward pass inside one model call (sorted by length, as senti_lit.predict)
@@ -35,7 +39,7 @@ class ServeOptions:
     # the artifact's decision rule overridden for every request (a request's own threshold wins): binary P(positive)
     # cut, or for multi-label one value or one per label
     threshold: Optional[Any] = None
-    precision: str = "32"  # 32 | bf16 | auto (as senti_lit.predict)
+    precision: str = "32"  # backend=torch: 32 | bf16 | auto (as senti_lit.predict)
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> ServeOptions:

@@ -94,13 +94,19 @@ def mlm_warmup(backbone: PreTrainedModel, tokenizer, datamodule, mlm: Mapping[st
                make_trainer: Callable[..., L.Trainer], out: Path, fast_dropout: bool = False,
                **trainer_kwargs: Any) -> dict:
     """Masked-LM training of the backbone on the data module's training texts only (never val/test);
-    `<out>/mlm_warmup.json` records its steps, seconds and loss per epoch."""
+    `<out>/mlm_warmup.json` records its steps, seconds, loss per epoch, the training tokens an epoch reads and the
+    packing (`mlm.pack`: rows of that many tokens; 0: whole texts)."""
     log.info("MLM warm-up: %d epochs%s on %d training texts", mlm["epochs"],
              f" (at most {mlm['max_steps']} steps)" if mlm.get("max_steps") else "", len(datamodule.datasets["train"]))
-    loader = datamodule.unlabelled_train_loader(mlm["batch_size"], mlm_collator(tokenizer, mlm["mask_prob"]))
+    collator = mlm_collator(tokenizer, mlm["mask_prob"])
+    if mlm.get("pack"):
+        loader = datamodule.packed_train_loader(mlm["batch_size"], int(mlm["pack"]), collator, mlm.get("seed", 0))
+    else:
+        loader = datamodule.unlabelled_train_loader(mlm["batch_size"], collator)
     logger = L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version=run_label("mlm_warmup"),
                                                  default_hp_metric=False)
     report = fit_mlm(backbone, loader, mlm, make_trainer, fast_dropout, logger=logger, **trainer_kwargs)
+    report |= {"tokens": int(datamodule.datasets["train"].ids.size), "pack": int(mlm.get("pack") or 0)}
     log.info("MLM warm-up: %s", report)
     if rank_zero_only.rank == 0:
         write_json(out / "mlm_warmup.json", report)

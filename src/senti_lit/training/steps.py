@@ -132,7 +132,7 @@ def mlm_warmup_step(cfg: DictConfig, datamodule, tokenizer: PreTrainedTokenizerB
     mlm = quick_run_warmup(mlm, cfg.data.get("limit_train"), len(datamodule.splits["train"]), cfg.data.batch_size,
                            cfg.trainer.get("max_epochs"))
     bars = [*progress_bars(cfg.callbacks), ShortRunLogging()]
-    return partial(mlm_warmup, tokenizer=tokenizer, datamodule=datamodule, mlm=mlm,
+    return partial(mlm_warmup, tokenizer=tokenizer, datamodule=datamodule, mlm={**mlm, "seed": cfg.seed},
                    make_trainer=partial(instantiate, cfg.trainer), out=Path(out or cfg.paths.output_dir),
                    fast_dropout=cfg.get("fast_dropout", False), callbacks=bars, **no_bar(bars))
 
