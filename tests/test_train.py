@@ -242,7 +242,7 @@ def test_tensorboard_hparams_are_the_choices_and_overrides(tmp_path: Path):
     from senti_lit.core.config import CONFIG_DIR, run_label
     from senti_lit.training.steps import run_hparams
 
-    overrides = ["model.optimizer.lr=3e-3", "data.limit_train=300", f"paths.output_dir={tmp_path}", "seed=7",
+    overrides = ["model.optimizer.lr=3e-3", "++data.limit_train=300", f"paths.output_dir={tmp_path}", "seed=7",
                  "data.path=/srv/reviews", "resume=auto"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

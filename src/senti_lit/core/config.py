@@ -74,8 +74,9 @@ def run_label(stage: str) -> str:
 
     if not HydraConfig.initialized():
         return stage
-    kept = [o.lstrip("+~") for o in _task_overrides(HydraConfig.get().overrides.task)
-            if not o.lstrip("+~").startswith(("hydra.", "paths."))]
+    # sorted without the `+`/`++` that core.command_line.widen adds to some keys: the order of the keys alone
+    kept = sorted(o.lstrip("+") for o in _task_overrides(HydraConfig.get().overrides.task)
+                  if not o.lstrip("+~").startswith(("hydra.", "paths.")))
     label = ",".join([stage, *kept]).replace("/", "_").replace("\\", "_")
     if len(label) > LABEL_LENGTH:
         import hashlib

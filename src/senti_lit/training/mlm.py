@@ -106,7 +106,7 @@ def mlm_warmup(backbone: PreTrainedModel, tokenizer, datamodule, mlm: Mapping[st
     logger = L.pytorch.loggers.TensorBoardLogger(out / "tensorboard", name="", version=run_label("mlm_warmup"),
                                                  default_hp_metric=False)
     report = fit_mlm(backbone, loader, mlm, make_trainer, fast_dropout, logger=logger, **trainer_kwargs)
-    report |= {"tokens": int(datamodule.datasets["train"].ids.size), "pack": int(mlm.get("pack") or 0)}
+    report |= {"tokens": int(sum(datamodule.datasets["train"].lengths())), "pack": int(mlm.get("pack") or 0)}
     log.info("MLM warm-up: %s", report)
     if rank_zero_only.rank == 0:
         write_json(out / "mlm_warmup.json", report)
