@@ -228,3 +228,28 @@ def test_a_backend_the_folder_cannot_serve_is_one_clear_error(export: Path):
                              (dict(artifact=str(export), backend="tensorrt"), "must be one of auto, torch, onnx")):
         with pytest.raises(ValueError, match=message):
             build_server(ServeOptions(**options))
+
+
+def test_the_auth_hook_is_a_coroutine_that_still_checks_litserves_own_key(monkeypatch: pytest.MonkeyPatch):
+    """`SentimentAPI.authorize` replaces LitServe's thread-pooled default; LIT_SERVER_API_KEY, when set, still
+    guards every route it guarded (a 401 without the key)."""
+    import asyncio
+    import inspect
+
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    def request(key: str | None) -> Request:
+        headers = [(b"x-api-key", key.encode())] if key is not None else []
+        return Request({"type": "http", "method": "POST", "path": "/predict", "headers": headers})
+
+    api = SentimentAPI(str(ARTIFACT))
+    assert inspect.iscoroutinefunction(api.authorize)
+    monkeypatch.delenv("LIT_SERVER_API_KEY", raising=False)
+    assert asyncio.run(api.authorize(request(None))) is None
+    monkeypatch.setenv("LIT_SERVER_API_KEY", "lit-key")
+    for wrong in (None, "nope", ""):
+        with pytest.raises(HTTPException) as refused:
+            asyncio.run(api.authorize(request(wrong)))
+        assert refused.value.status_code == 401
+    assert asyncio.run(api.authorize(request("lit-key"))) is None

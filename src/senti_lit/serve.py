@@ -3,6 +3,7 @@ web page to try it (docs/serving.md).
 
     python -m senti_lit.serve artifact=logs/train/runs/<time>/artifact                    # http://127.0.0.1:8000/
     python -m senti_lit.serve artifact=... port=9000 max_batch_size=16 workers=2
+    python -m senti_lit.serve artifact=logs/train/runs/<time>/export-onnx                 # onnxruntime, no torch
     curl -s 127.0.0.1:8000/predict -H 'Content-Type: application/json' -d '{"text": "这家酒店很干净"}'
 
 The server itself is senti_lit.serving (LitServe); this module only reads the config.

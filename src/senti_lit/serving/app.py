@@ -93,7 +93,8 @@ def model_info(meta: Mapping[str, Any], artifact: Path, limits: Limits, backend:
         rule = f"{decision.get('positive_label')} when its probability is at least {thresholds[0]:.4g}"
     else:
         rule = "the likeliest label"
-    run = artifact.parent.name if artifact.name in ("artifact", "export-onnx") else artifact.name
+    in_run = artifact.name == "artifact" or artifact.name.startswith("export-onnx")  # <run>/export-onnx(-int8) too
+    run = artifact.parent.name if in_run else artifact.name
     model = meta.get("model", {}) if backend == "onnx" else meta  # onnx.json keeps the source's under "model"
     backbone = (model.get("backbone") or {}).get("path") or "from scratch"
     return {

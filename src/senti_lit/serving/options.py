@@ -24,7 +24,9 @@ class ServeOptions:
     threads: Optional[int] = None
     max_batch_size: int = 8  # dynamic batching: up to this many requests in one model call (1: no batching)
     batch_timeout: float = 0.01  # seconds a worker waits for more requests to fill a batch
-    batch_size: int = 64  # texts per forward pass inside one model call (sorted by length, as senti_lit.predict)
+    # at most this many texts per forward pass inside one model call (sorted by length, cut where padding would cost
+    # more than a pass of its own: serving/api.py forward_batches)
+    batch_size: int = 64
     timeout: float = 30  # seconds a request may wait for a worker before a 504
     max_texts: int = 256  # texts per request (more: 413)
     max_chars: int = 200_000  # characters per request, texts and knowledge together (more: 413)
