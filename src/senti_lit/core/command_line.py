@@ -102,16 +102,24 @@ def first_values(overrides: Sequence[str]) -> list[str]:
 def check_command_line(app: str, argv: Sequence[str]) -> list[str]:
     """`argv` (without the program) as Hydra should get it; a typo exits 1 with one line. Flags other than
     -m/--multirun (--help, --cfg, -sc ...) and hydra.* overrides are left to Hydra."""
+    return checked_config(app, argv)[0]
+
+
+def checked_config(app: str, argv: Sequence[str]) -> tuple[list[str], Any]:
+    """`check_command_line`, and the config it composed to check it when the command line is plain overrides (no
+    flag, no hydra.* key, no sweep): the config the command runs with, composed once (None otherwise)."""
     args = widen(argv)
     overrides = [a for a in args if not a.startswith("-")]
     if [a for a in args if a.startswith("-")] == ["--help"]:
         print_help(app, overrides)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
-        return args
+        return args, None
     checked = [o for o in overrides if not key_of(o).startswith(("hydra.", "hydra/"))]
     try:
+        plain_run = checked == overrides == args and first_values(checked) == checked
         checked = first_values(checked)
-        compose_config(app, checked)
+        cfg = compose_config(app, checked)
+        return args, cfg if plain_run else None
     except Exception:  # noqa: BLE001 - find the override that does not compose, and say why in one line
         base: list[str] = []
         for override in checked:
@@ -122,7 +130,7 @@ def check_command_line(app: str, argv: Sequence[str]) -> list[str]:
                 print(f"error: {line}", file=sys.stderr)
                 raise SystemExit(1) from None
             base.append(override)
-    return args
+    return args, None
 
 
 def print_help(app: str, overrides: list[str]) -> None:
