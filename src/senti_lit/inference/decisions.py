@@ -107,3 +107,16 @@ def describe(answer: dict[str, Any]) -> str:
     if len(answer.get("top", [])) > 1:
         line += "; then " + ", ".join(f"{n} {p:.2f}" for n, p in answer["top"][1:])
     return line
+
+
+class Answering:
+    """`predict` for both predictors (torch `Predictor`, `OnnxPredictor`), from their own `probabilities` and
+    `answers`: one text in, one answer dict out, however the logits were computed."""
+
+    def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
+                top_k: int = 1, progress: bool = False) -> list[dict[str, Any]]:
+        """One answer per text: `label` + `confidence` (single-label; `top` with top_k > 1) or `labels`
+        (multi-label), and `probs` for every label."""
+        if not texts:
+            return []
+        return self.answers(self.probabilities(texts, knowledge, batch_size, progress), top_k)

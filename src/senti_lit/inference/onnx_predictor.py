@@ -111,7 +111,7 @@ class Encoded:
         return [len(x) for x in self.ids]
 
 
-class OnnxPredictor:
+class OnnxPredictor(decisions.Answering):
     """Texts in, calibrated probabilities and decisions out, from an ONNX export (sorted by length into batches:
     little padding). The public surface of `Predictor` that predict, evaluate and serve use."""
 
@@ -202,14 +202,6 @@ class OnnxPredictor:
         """(len(texts), num_labels) calibrated probabilities, in input order."""
         logits = self.logits(texts, knowledge, batch_size, progress, encoded)
         return decisions.probabilities(logits, self.temperature, self.multi_label)
-
-    def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
-                top_k: int = 1, progress: bool = False) -> list[dict[str, Any]]:
-        """One answer per text: `label` + `confidence` (single-label; `top` with top_k > 1) or `labels`
-        (multi-label), and `probs` for every label."""
-        if not texts:
-            return []
-        return self.answers(self.probabilities(texts, knowledge, batch_size, progress), top_k)
 
     def answers(self, probs: np.ndarray, top_k: int = 1, thresholds: np.ndarray | None = None
                 ) -> list[dict[str, Any]]:

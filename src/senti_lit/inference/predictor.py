@@ -23,7 +23,7 @@ def bf16_supported(device: str) -> bool:
     return cpu_has_native_bf16()
 
 
-class Predictor:
+class Predictor(decisions.Answering):
     """Texts in, calibrated probabilities and decisions out (sorted by length into batches: little padding; bf16
     autocast where the hardware has it and `precision` asks for it)."""
 
@@ -96,14 +96,6 @@ class Predictor:
         logits = self.logits(texts, knowledge, batch_size, progress, encoded)
         temperature = float(self.model.temperature)
         return torch.from_numpy(decisions.probabilities(logits.numpy(), temperature, self.multi_label))
-
-    def predict(self, texts: Sequence[str], knowledge: Sequence[str | None] | None = None, batch_size: int = 64,
-                top_k: int = 1, progress: bool = False) -> list[dict[str, Any]]:
-        """One answer per text: `label` + `confidence` (single-label; `top` with top_k > 1) or `labels`
-        (multi-label), and `probs` for every label."""
-        if not texts:
-            return []
-        return self.answers(self.probabilities(texts, knowledge, batch_size, progress), top_k)
 
     def answers(self, probs: torch.Tensor, top_k: int = 1, thresholds: torch.Tensor | None = None
                 ) -> list[dict[str, Any]]:
