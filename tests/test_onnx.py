@@ -277,3 +277,44 @@ def test_the_export_command(tmp_path: Path, local_models: dict):
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert refused.stderr.startswith("senti_lit.export: this model cannot be exported to ONNX")
+
+
+def test_an_onnx_evaluate_imports_no_torch_and_scores_as_torch(exported: tuple[Path, Path], tmp_path: Path):
+    """`senti_lit.evaluate` of an export reads its datasets with the torch-free DataSplits (the data module's examples
+    without tokenizer or batches): neither torch, transformers nor Lightning is imported, and the matrix is the torch
+    artifact's on the same data."""
+    import csv
+
+    from hydra import compose, initialize_config_dir
+
+    from helpers.data import write_reviews
+    from senti_lit.core.config import CONFIG_DIR
+    from senti_lit.inference.evaluation import run
+
+    artifact, folder = exported
+    reviews = write_reviews(tmp_path / "reviews", n_per_label=60)
+    data = tmp_path / "reviews.csv"
+    with data.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label")] + [
+            (text, label) for label in ("positive", "negative")
+            for text in (reviews / f"{label[:3]}.txt").read_text(encoding="utf-8").splitlines()])
+    args = ["datasets=[csv]", f"+data_overrides.csv=['data.path={data}']"]
+    out = tmp_path / "onnx"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "senti_lit.evaluate", f"artifacts=[{folder}]", *args,
+         f"paths.output_dir={out}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={out / 'cache'}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "onnxruntime" in imported and "tokenizers" in imported  # importtime's output is read
+    heavy = {"torch", "transformers", "lightning"}
+    assert not imported & heavy, sorted(imported & heavy)
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"artifacts=[{artifact}]", *args, f"paths.output_dir={tmp_path / 'torch'}",
+                                             f"paths.cache_dir={tmp_path / 'torch' / 'cache'}"])
+    torch_cells = json.loads(json.dumps(run(cfg)))  # through JSON, as evaluate.json holds them
+    onnx_cells = json.loads((out / "evaluate.json").read_text(encoding="utf-8"))["cells"]
+    assert torch_cells["run"]["csv"]["evaluated"] > 0 and onnx_cells == torch_cells
+    assert (out / "matrix.csv").read_text(encoding="utf-8") == (tmp_path / "torch" / "matrix.csv").read_text(
+        encoding="utf-8")

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.serving import ARTIFACT, BAD, KEY, SETTINGS, TEXTS
 from senti_lit.serving.api import SentimentAPI, forward_batches
 from senti_lit.serving.process import running_server
 from senti_lit.serving.schema import Limits, PredictRequest
-from test_serve import ARTIFACT, BAD, KEY, SETTINGS, TEXTS
 
 TOLERANCE = 1e-4  # what the export itself checks against the artifact
 

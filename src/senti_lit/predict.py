@@ -70,29 +70,17 @@ def predict(cfg: DictConfig) -> None:
         target = Path(cfg.output) if cfg.output else source.with_name(f"{source.name}.predictions.jsonl")
         check_output(source, target, cfg.overwrite)  # before the model loads: a wrong output costs no minutes
     from senti_lit.inference.decisions import describe
+    from senti_lit.inference.onnx_predictor import load_predictor
 
-    predictor = load_predictor(cfg)
+    predictor = load_predictor(cfg.artifact, cfg.backend, device=cfg.device, threads=cfg.threads,
+                               threshold=cfg.threshold, precision=cfg.precision,
+                               trust_remote_code=cfg.trust_remote_code)
     if cfg.input:
         predict_file(predictor, source, target, cfg.text_column, cfg.batch_size, cfg.top_k, cfg.overwrite)
     elif cfg.text is not None:
         print(describe(predictor.predict([str(cfg.text)], top_k=cfg.top_k)[0]))
     else:
         repl(predictor, cfg.top_k)
-
-
-def load_predictor(cfg: DictConfig):
-    """The artifact's predictor: onnxruntime for an ONNX export (backend=auto/onnx; torch is never imported), else
-    the torch model."""
-    from senti_lit.inference.onnx_predictor import choose_backend
-
-    if choose_backend(cfg.backend, cfg.artifact) == "onnx":
-        from senti_lit.inference.onnx_predictor import OnnxPredictor
-
-        return OnnxPredictor.load(cfg.artifact, threads=cfg.threads, threshold=cfg.threshold, device=cfg.device)
-    from senti_lit.inference.predictor import Predictor
-
-    return Predictor.load(cfg.artifact, device=cfg.device, precision=str(cfg.precision), threshold=cfg.threshold,
-                          trust_remote_code=cfg.trust_remote_code)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,19 @@ costs 4, loads in milliseconds and is what the cache stores.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from senti_lit.core.files import atomic_write, read_json
+from senti_lit.core.files import atomic_write
+
+# the cache's keys and JSON files live in the torch-free data.cache; imported from here they keep working
+from senti_lit.data.cache import CACHE_VERSION, digest, file_digest, files_digest, load_json, save_json  # noqa: F401
 
 CHUNK = 8192  # texts per tokenizer call: the per-token Python ints of one chunk are all that is ever alive
 
@@ -108,20 +110,6 @@ def encode_chunk(tokenizer: PreTrainedTokenizerBase, chunk: list[str], max_lengt
 
 
 # -- cache keys ---------------------------------------------------------------------------------------------------
-CACHE_VERSION = 5  # bump when what is cached, or how it is computed, changes (5: duplicate key without Cf, spaces)
-
-
-def file_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def digest(*parts: Any) -> str:
-    """A short stable hash of JSON-able parts (config values, file digests)."""
-    text = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
     """What decides the token ids: the whole fast-tokenizer pipeline (vocab, normaliser, post-processor)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -131,16 +119,3 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
         state.pop("truncation", None), state.pop("padding", None)
         return digest(type(tokenizer).__name__, state)
     return digest(type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens)
-
-
-def save_json(path: Path, obj: Any) -> None:
-    """JSON, not pickle, in the cache: a cache file someone else wrote must never be able to run code here."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, ensure_ascii=False).encode("utf-8")))
-
-
-def load_json(path: Path) -> Any:
-    return read_json(path)  # a damaged cache file is named
-
-
-def files_digest(paths: Iterable[Path]) -> list[tuple[str, str]]:
-    return [(p.name, file_digest(p)) for p in paths]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
 
-from senti_lit.data.encoding import EncodedDataset, encode
+if TYPE_CHECKING:  # torch and transformers only where texts are encoded: data.splits holds an InputSpec without them
+    from transformers import PreTrainedTokenizerBase
+
+    from senti_lit.data.encoding import EncodedDataset
 
 
 def word_pattern(words: Sequence[str]) -> re.Pattern | None:
@@ -74,6 +76,8 @@ class InputSpec:
     def encode(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: np.ndarray | None = None,
                knowledge: Sequence[str | None] | None = None) -> EncodedDataset:
         """Token ids of `texts` (and their raw explanations, for knowledge models), with `labels` if given."""
+        from senti_lit.data.encoding import encode
+
         texts, pairs = self.model_inputs(texts, knowledge)
         return encode(tokenizer, texts, labels, self.max_length, self.prompt, pairs)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from senti_lit.core.errors import DataError
-from senti_lit.data.encoding import files_digest
+from senti_lit.data.cache import files_digest
 from senti_lit.data.examples import Example
 from senti_lit.data.inputs import mask, word_pattern
 from senti_lit.data.labels import LabelSpace

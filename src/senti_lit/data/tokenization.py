@@ -42,7 +42,7 @@ def build_tokenizer(
     if cache_dir is None:
         return train_tokenizer(list(texts), **train)
     from senti_lit.core.config import plain
-    from senti_lit.data.encoding import digest  # the cache keys' hashing
+    from senti_lit.data.cache import digest  # the cache keys' hashing
 
     folder = Path(cache_dir) / f"tokenizer-{digest(plain(train))}"
     if (folder / "tokenizer.json").is_file():

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+if TYPE_CHECKING:  # read_words is torch-free (data.splits reads keep_whole); torch only where embeddings grow
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ def init_whole_words(backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     and an untied LM head's output row) at the mean of its pieces' rows."""
     if not pieces:
         return
+    import torch
+
     if backbone.get_input_embeddings().weight.size(0) < len(tokenizer):
         backbone.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     matrices = [backbone.get_input_embeddings().weight]

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -69,13 +68,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     folders = [Path(a) for a in plain(cfg.artifacts)]
     if not folders or not cfg.datasets:
         raise ValueError("evaluate needs artifacts=[dir,...] (training runs' artifact/) and datasets=[name,...]")
-    from senti_lit.inference.onnx_predictor import choose_backend  # numpy: not for `--help`
+    from senti_lit.inference.onnx_predictor import choose_backend, load_predictor  # numpy: not for `--help`
 
     backends = [choose_backend(cfg.backend, folder) for folder in folders]  # a wrong one fails before the data
     data = read_datasets(cfg)  # every dataset's files first: a missing one fails before any model has run
     predictors = {}
     for folder, backend in zip(folders, backends):
-        predictor = load_predictor(cfg, folder, backend)
+        predictor = load_predictor(folder, backend, device=cfg.device, threads=cfg.threads,
+                                   precision=cfg.precision, trust_remote_code=cfg.trust_remote_code)
         if predictor.multi_label:
             raise ValueError(f"{folder}: a multi-label model; the accuracy matrix is for single-label models")
         name = model_name(folder, predictor.meta)
@@ -95,26 +95,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return cells
 
 
-def load_predictor(cfg: DictConfig, folder: Path, backend: str) -> Predictor | OnnxPredictor:
-    """The model in `folder`: onnxruntime for an ONNX export (no torch), else the torch artifact."""
-    if backend == "onnx":
-        from senti_lit.inference.onnx_predictor import OnnxPredictor
-
-        return OnnxPredictor.load(folder, threads=cfg.threads, device=cfg.device)
-    from senti_lit.inference.predictor import Predictor  # torch: not for `--help` (seconds), nor for onnx
-
-    return Predictor.load(folder, device=cfg.device, precision=str(cfg.precision),
-                          trust_remote_code=cfg.trust_remote_code)
-
-
 def read_datasets(cfg: DictConfig) -> dict[str, tuple[list[str], list]]:
-    """{dataset: (label names, examples of the evaluated split)}, each composed from its own data config; every
-    dataset that cannot be read is named in one error, with the override that points it at its files."""
+    """{dataset: (label names, examples of the evaluated split)}, each composed from its own data config and read
+    by its torch-free `DataSplits` (an evaluation of ONNX exports imports no torch); every dataset that cannot be
+    read is named in one error, with the override that points it at its files."""
+    from senti_lit.data.splits import build_splits  # scikit-learn (the splits): not for `--help`
+
     overrides = plain(cfg.data_overrides or {})
     data, problems = {}, []
     for dataset in plain(cfg.datasets):
         try:
-            datamodule = instantiate(data_config("evaluate", dataset, overrides.get(dataset, []), cfg.paths))
+            datamodule = build_splits(data_config("evaluate", dataset, overrides.get(dataset, []), cfg.paths))
             examples = datamodule.prepare_splits()[cfg.split]
         except DataError as e:
             problems.append(f"data={dataset}: {e}; point it at its files with "

@@ -45,6 +45,23 @@ def choose_backend(backend: str, folder: str | Path) -> str:
     return backend
 
 
+def load_predictor(folder: str | Path, backend: str = "auto", *, device: str = "cpu", threads: int | None = None,
+                   threshold: Any = None, precision: str = "32", trust_remote_code: bool = False) -> Any:
+    """The model in `folder` for predict, evaluate and serve: `OnnxPredictor` for an ONNX export (backend auto or
+    onnx: numpy, tokenizers and onnxruntime; torch is never imported), else the torch `Predictor` (`threads`: its
+    intra-op threads)."""
+    if choose_backend(backend, folder) == "onnx":
+        return OnnxPredictor.load(folder, threads=threads, threshold=threshold, device=device)
+    import torch
+
+    from senti_lit.inference.predictor import Predictor  # torch: only for a torch artifact
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return Predictor.load(folder, device=device, precision=str(precision), threshold=threshold,
+                          trust_remote_code=trust_remote_code)
+
+
 def read_meta(folder: Path) -> dict[str, Any]:
     """onnx.json, checked: a missing, damaged or foreign file is an error that names it."""
     path = Path(folder) / "onnx.json"

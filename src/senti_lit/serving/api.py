@@ -65,26 +65,15 @@ class SentimentAPI(ls.LitAPI):
         from senti_lit.core.runtime import quiet_known_warnings
 
         quiet_known_warnings()
-        self.predictor = self.load_onnx(device) if self.backend == "onnx" else self.load_torch(device)
+        from senti_lit.inference.onnx_predictor import load_predictor  # numpy only: torch just for a torch artifact
+
+        self.predictor = load_predictor(self.artifact, self.backend, device=device, threads=self.threads,
+                                        threshold=self.threshold, precision=self.precision,
+                                        trust_remote_code=self.trust_remote_code)
         # on a GPU a call's fixed cost outweighs padding: plain batches of batch_size
         self.call_tokens = CALL_TOKENS if str(device) == "cpu" else None
         self.predictor.predict(["warm-up"])  # one-time kernel and allocator set-up is not the first client's wait
         self.pid = os.getpid()
-
-    def load_onnx(self, device: str) -> Any:
-        from senti_lit.inference.onnx_predictor import OnnxPredictor  # numpy + tokenizers + onnxruntime only
-
-        return OnnxPredictor.load(self.artifact, threads=self.threads, threshold=self.threshold, device=device)
-
-    def load_torch(self, device: str) -> Any:
-        import torch
-
-        from senti_lit.inference.predictor import Predictor
-
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        return Predictor.load(self.artifact, device=device, precision=self.precision, threshold=self.threshold,
-                              trust_remote_code=self.trust_remote_code)
 
     async def authorize(self, request: Request) -> None:
         """LitServe's auth hook, the FastAPI dependency of /predict, /health and /info, as a coroutine: LitServe's

@@ -28,8 +28,9 @@ import torch
 from torch.utils.data import Dataset
 
 from senti_lit.core.errors import DataError
+from senti_lit.data.cache import digest, file_digest
 from senti_lit.data.cleaning import duplicate_key
-from senti_lit.data.encoding import EncodedDataset, digest, file_digest
+from senti_lit.data.encoding import EncodedDataset
 from senti_lit.data.labels import LabelSpace
 
 log = logging.getLogger(__name__)
