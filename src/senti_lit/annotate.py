@@ -7,19 +7,28 @@ text that has an answer. The annotators and the cache: `senti_lit.data.annotatio
 """
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR
 from senti_lit.core.runtime import user_errors
-from senti_lit.data.annotation import AnnotationFailed, run
+from senti_lit.data.annotation import AnnotationFailed
+from senti_lit.data.annotation import run as annotate
+
+
+def main() -> None:
+    sys.argv[1:] = check_command_line("annotate", sys.argv[1:])  # a typo: one line, "did you mean"; fast --help
+    run()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="annotate")
 @user_errors
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     try:
-        run(cfg)
+        annotate(cfg)
     except AnnotationFailed as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -9,20 +9,26 @@ run dir: matrix.csv, matrix.md, matrix.png (heatmap) and evaluate.json (counts p
 """
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR
 from senti_lit.core.runtime import user_errors
-from senti_lit.inference.evaluation import run
+from senti_lit.inference.evaluation import run as evaluate
+
+
+def main() -> None:
+    sys.argv[1:] = check_command_line("evaluate", sys.argv[1:])  # a typo: one line, "did you mean"; fast --help
+    run()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @user_errors
-
-
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def run(cfg: DictConfig) -> None:
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -8,20 +8,27 @@
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR
 from senti_lit.core.runtime import quiet_known_warnings, user_errors
 
 FORMATS = ("hf", "onnx")
 
 
+def main() -> None:
+    sys.argv[1:] = check_command_line("export", sys.argv[1:])  # a typo: one line, "did you mean"; fast --help
+    run()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 @user_errors
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     if cfg.format not in FORMATS:
         raise SystemExit(f"format={cfg.format}: must be hf (a transformers model directory) or onnx (a folder that "
                          "senti_lit.predict answers from without torch)")
