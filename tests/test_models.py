@@ -157,6 +157,7 @@ def test_packing_keeps_every_training_token_once_in_full_rows():
     assert ds.packed(16, seed=3).ids.tolist() == packed.ids.tolist()  # and reproduces
 
 
+@pytest.mark.slow  # tokenizer training and a data module: ~20 s under load
 def test_the_packed_warm_up_reads_the_training_split_only(reviews_dir):
     """Validation and test texts never reach the MLM warm-up: the packed loader's tokens are the training split's
     tokens, each once an epoch."""

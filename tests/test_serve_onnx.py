@@ -19,6 +19,9 @@ from senti_lit.serving.api import SentimentAPI, forward_batches
 from senti_lit.serving.process import running_server
 from senti_lit.serving.schema import Limits, PredictRequest
 
+# servers in subprocesses, each loading a model (~40 s here): make test-all (and CI) runs them
+pytestmark = pytest.mark.slow
+
 TOLERANCE = 1e-4  # what the export itself checks against the artifact
 
 

@@ -162,6 +162,7 @@ def test_mlm_warmup_stops_at_max_steps(reviews_dir: Path, tmp_path: Path):
     assert artifact_test_accuracy(tmp_path / "run", cfg) == pytest.approx(summary["test/acc"], abs=1e-6)
 
 
+@pytest.mark.slow  # a training run: ~15 s
 def test_a_packed_mlm_warm_up_steps_through_rows_of_the_block(reviews_dir: Path, tmp_path: Path):
     cfg = tiny_config(reviews_dir, tmp_path / "run", "model.mlm_warmup.epochs=1", "model.mlm_warmup.pack=32",
                       "trainer.max_epochs=1")
