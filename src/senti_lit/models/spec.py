@@ -18,7 +18,7 @@ CLASSIFIER_KEYS = ("scheduler", "head", "label_smoothing", "token_dropout", "los
                    "positive_label", "multilabel", "head_lr")
 # model config keys read by training only: the tokenizer and prompt (they make the InputSpec), the MLM warm-up,
 # the optimiser, torch.compile
-TRAINING_KEYS = ("tokenizer", "prompt", "chat", "mlm_warmup", "optimizer", "compile")
+TRAINING_KEYS = ("tokenizer", "prompt", "chat", "mlm_warmup", "optimizer", "compile", "embedding_rows")
 # what an artifact needs to rebuild the backbone (its weights, or its architecture, come from the artifact)
 BACKBONE_KEYS = ("path", "lm_head", "model_kwargs")
 

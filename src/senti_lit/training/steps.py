@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
@@ -32,6 +33,7 @@ from senti_lit.data.vocabulary import init_whole_words
 from senti_lit.inference.artifact import save_artifact
 from senti_lit.models.builder import build_network, parameter_counts
 from senti_lit.models.calibration import calibrate, collect_logits
+from senti_lit.models.embedding import restore_embedding, train_used_rows
 from senti_lit.models.fast_dropout import fast_dropout_if
 from senti_lit.models.spec import ModelSpec, model_spec
 from senti_lit.training.callbacks import LineProgress, ShortRunLogging
@@ -104,6 +106,12 @@ def build_model(model: DictConfig, datamodule, tokenizer: PreTrainedTokenizerBas
                       datamodule.inputs.is_template)
     net = build_network(spec, tokenizer, prepare=partial(prepare_backbone, tokenizer=tokenizer,
                                                          words=datamodule.added_words, warmup=prepare))
+    rows = model.get("embedding_rows", "all")
+    if rows not in ("all", "train"):
+        raise ValueError(f"model.embedding_rows={rows}: use all (the whole embedding trains) or train (only the "
+                         "rows the training texts use; the same result, less memory and time on a big vocabulary)")
+    if rows == "train":
+        train_used_rows(net, np.unique(datamodule.datasets["train"].ids))
     classifier = SentimentClassifier(net, datamodule.label_space, optimizer=instantiate(model.optimizer),
                                      **spec.classifier)
     if distill and distill.get("teacher"):
@@ -223,6 +231,7 @@ def fit(trainer: L.Trainer, model: SentimentClassifier, datamodule, ckpt_path: P
         log.info("resuming from %s", ckpt_path)
     with fast_dropout_if(fast_dropout, model), refused_pickles(ckpt_path):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    restore_embedding(model.backbone)  # model.embedding_rows: train -> a plain embedding for evaluation and artifacts
 
 
 @contextmanager
