@@ -5,7 +5,7 @@ Each side becomes one record of the results store (benchmarks/store.py) and BENC
 
     python benchmarks/distill_cost.py --student logs/bench/htl_distill-full-seed42-<time>/artifact \\
         --teacher logs/bench/teacher-htl_e5_lora_all-full/artifact [--texts 2000] [--data ../shared/data]
-    python benchmarks/distill_cost.py --untrained /tmp/distill_cost   # both built untrained from the bench rows
+    python benchmarks/distill_cost.py --untrained logs/bench/distill_cost   # both built untrained from the bench rows
 
 Texts/s depend on the architecture, not the weights: `--untrained DIR` builds the student (the
 htl_mini_bert_scratch row's mini_bert) and the teacher (the htl_e5_lora_all row's e5_small + all-linear LoRA r 16)

@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", required=True, help="a model folder, or build://e5_small / pkg://... as senti_lit reads them")
     ap.add_argument("--epochs", type=float, default=2)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -54,6 +54,9 @@ def main() -> None:
     set_seed(a.seed)
     train_texts, train_labels = read(a.train)
     test_texts, test_labels = read(a.test)
+    from senti_lit.weights.paths import resolve_path  # build://e5_small: the project's own e5 build, as in train
+
+    a.model = resolve_path(a.model)
     tok = AutoTokenizer.from_pretrained(a.model)
     model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=max(train_labels) + 1)
     pad = "max_length" if a.padding == "max_length" else False

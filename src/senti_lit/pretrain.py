@@ -11,7 +11,13 @@ from omegaconf import DictConfig
 
 from senti_lit.core.command_line import check_command_line
 from senti_lit.core.config import CONFIG_DIR
-from senti_lit.core.runtime import apply_threads, keep_freed_memory, limit_onednn_cache, user_errors
+from senti_lit.core.runtime import (
+    apply_threads,
+    keep_freed_memory,
+    limit_onednn_cache,
+    return_freed_memory,
+    user_errors,
+)
 from senti_lit.training.pretraining import pretrain
 
 
@@ -25,6 +31,8 @@ def main() -> None:
 def run(cfg: DictConfig) -> None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers
         keep_freed_memory()
+    else:
+        return_freed_memory()
     limit_onednn_cache()  # process-wide too: see core.runtime.limit_onednn_cache
     apply_threads(cfg.get("threads"))
     pretrain(cfg)

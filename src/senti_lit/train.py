@@ -25,6 +25,7 @@ from senti_lit.core.runtime import (
     USER_ERRORS,
     apply_threads,
     keep_freed_memory,
+    return_freed_memory,
     limit_onednn_cache,
     quiet_known_warnings,
     user_error_text,
@@ -94,6 +95,8 @@ def main() -> None:
 def run(cfg: DictConfig) -> float | None:
     if cfg.get("keep_freed_memory"):  # process-wide, so for the command only, not for API callers of train()
         keep_freed_memory()
+    else:
+        return_freed_memory()
     limit_onednn_cache()  # process-wide too: see core.runtime.limit_onednn_cache
     try:
         summary = train(cfg, process_wide=True)

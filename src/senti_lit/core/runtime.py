@@ -64,6 +64,31 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def _mallopt():
+    """glibc's mallopt, or None (not Linux, or another C library: musl, ...)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+
+
+def return_freed_memory(threshold: int = 2**20) -> bool:
+    """The other side of `keep_freed_memory` (`keep_freed_memory: false`): every block of `threshold` bytes or more
+    is mapped on its own and unmapped when freed, so the process's peak memory is what it holds at once. glibc's
+    default raises that threshold as blocks are freed (up to 32 MB): a training step's activations then stay in
+    the heap, scattered, and an e5_small fit peaked ~2.4 GB above what it held (docs/performance.md). The cost:
+    fresh pages are zeroed by the kernel at every step (that fit ran ~1.9x longer)."""
+    mallopt = _mallopt()
+    M_MMAP_THRESHOLD = -3
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
 def keep_freed_memory() -> bool:
     """Keep freed memory in the process heap for reuse (glibc only; returns whether it applied).
 
@@ -73,19 +98,9 @@ def keep_freed_memory() -> bool:
     the heap and not trimmed, the pages stay mapped and are reused. The cost: the process keeps its peak memory
     until it exits.
     """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, ...)
-        return False
+    mallopt = _mallopt()
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return mallopt is not None and bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 ONEDNN_CACHE = 8  # primitives: a step's shapes recur within the step (every layer's GELU, forward and backward)
