@@ -44,3 +44,35 @@ def test_apply_threads_sets_torch(monkeypatch: pytest.MonkeyPatch):
         assert runtime.apply_threads(None) is None and torch.get_num_threads() == 1  # null leaves it alone
     finally:
         torch.set_num_threads(before)
+
+
+def test_returned_memory_leaves_the_process(tmp_path):
+    """keep_freed_memory=false: a freed 8 MB block leaves the process at once, also after glibc has seen blocks of
+    that size freed (which, left to itself, raises its mmap threshold and keeps such blocks in the heap)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    probe = textwrap.dedent("""
+        import ctypes, sys
+        from senti_lit.core.runtime import return_freed_memory
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096
+        if sys.argv[1] == "return":
+            assert return_freed_memory()
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+        size = 8 << 20
+        libc.free(libc.malloc(size))                  # glibc's default now serves 8 MB blocks from the heap
+        blocks = [libc.malloc(size) for _ in range(24)]
+        for b in blocks:
+            ctypes.memset(b, 1, size)
+        before = rss()
+        for b in blocks[:-1]:                         # the last stays: the heap's top cannot shrink past it
+            libc.free(b)
+        print((before - rss()) >> 20)
+    """)
+    freed = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True,
+                                      check=True).stdout) for mode in ("default", "return")}
+    assert freed["return"] >= 150 > freed["default"], freed  # 23 x 8 MB = 184 MB back to the OS, or kept

@@ -25,9 +25,9 @@ from senti_lit.core.runtime import (
     USER_ERRORS,
     apply_threads,
     keep_freed_memory,
-    return_freed_memory,
     limit_onednn_cache,
     quiet_known_warnings,
+    return_freed_memory,
     user_error_text,
     user_errors,
 )
