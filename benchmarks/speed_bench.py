@@ -64,8 +64,8 @@ JOBS = ["trainer_default", "trainer_best", "trainer_best_fp32", *SENTI_JOBS]
 # the table's columns (metric names in the store)
 SPEED, VS_DEFAULT, VS_BEST = "samples/s", "× Trainer (run_classification style)", "× Trainer at its best"
 ACC, F1, GAP = "test acc", "test macro-F1", "acc − Trainer's best acc (points; ±0.5 = equal accuracy)"
-# the issue's targets for senti_lit: ≥ 1.5x the run_classification-style Trainer, ≥ 1.1x its best, equal accuracy
-GOALS = {VS_DEFAULT: ">= 1.5", VS_BEST: ">= 1.1", GAP: ">= -0.5"}
+# the targets for senti_lit: ≥ 1.5x the run_classification-style Trainer, ≥ 1.5x its best (issue 38), equal accuracy
+GOALS = {VS_DEFAULT: ">= 1.5", VS_BEST: ">= 1.5", GAP: ">= -0.5"}
 
 
 def job_overrides(name: str) -> list[str]:
