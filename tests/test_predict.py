@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from helpers.checks import artifact_test_accuracy
 from helpers.compose import TINY_MODEL, compose_train
@@ -352,3 +353,40 @@ def test_a_csv_output_is_a_table_with_formulas_escaped(tmp_path: Path):
     assert table[0] == ["line", "text", "label", "confidence", "p_negative", "p_positive"]
     assert [r[1] for r in table[1:]] == ["'" + rows[0].text, "'-差评", "很好"] and table[1][4] == "0.2"
     assert render(rows, answers, ".jsonl").decode().splitlines()[0].startswith('{"line": 2, "text": "=HYPERLINK')
+
+
+@pytest.mark.parametrize("argv", [
+    ["artifact=runs/a b/artifact", "text=还行, 不过 'a\\b' 有点贵", "top_k=2"],
+    ["artifact=x", "text=好", "threshold=0.7", "batch_size=8", "overwrite=True", "backend=onnx", "device=cuda:1"],
+    ["artifact=x", "input=in put.csv", "output=o.jsonl", "threshold=null", "threads=2", "precision=bf16", "top_k=3"],
+    ["artifact=x", "text=1.5e3", "threshold=1.5e-3", "text_column=review_text"],
+])
+def test_plain_settings_skip_hydra_and_read_as_hydra_reads_them(argv: list[str]):
+    """A one-text predict reads its key=value settings without Hydra (its import and composition were ~0.5 s of
+    the answer); the config must be the one Hydra composes from the same command line."""
+    from senti_lit.core.command_line import checked_config
+    from senti_lit.core.flat_config import flat_config
+    from senti_lit.predict import FREE_TEXT_KEYS
+
+    fast = flat_config("predict", argv, FREE_TEXT_KEYS)
+    _, composed = checked_config("predict", quote_free_text(argv))
+    assert fast is not None and composed is not None
+    hydra_view = {k: v for k, v in OmegaConf.to_container(composed).items() if k != "hydra"}
+    assert dict(fast) == hydra_view
+    assert fast.text == hydra_view["text"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["text=好"],                                       # artifact missing: Hydra names it
+    ["artifact=x", "txet=好"],                         # a typo: the did-you-mean path
+    ["artifact=x", "text='quoted'"],                   # quoted: Hydra's own unquoting
+    ["artifact=x", "threshold=[0.3,0.6]"],             # a list
+    ["artifact=x", "text=a", "text=b"],                # repeated
+    ["artifact=x", "--cfg", "job"], ["artifact=x", "+extra=1"], ["artifact=x", "threshold=inf"],
+    ["artifact=x", "top_k=03"],                        # Hydra reads a leading zero as a string
+])
+def test_anything_but_plain_settings_goes_through_hydra(argv: list[str]):
+    from senti_lit.core.flat_config import flat_config
+    from senti_lit.predict import FREE_TEXT_KEYS
+
+    assert flat_config("predict", argv, FREE_TEXT_KEYS) is None

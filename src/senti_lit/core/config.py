@@ -6,16 +6,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-
-def config_dir() -> str:
-    here = Path(__file__).resolve().parents[1]  # the package (senti_lit/), above core/
-    for candidate in (here / "conf", here.parents[1] / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"senti_lit configs not found in {here / 'conf'} or {here.parents[1] / 'conf'}")
-
-
-CONFIG_DIR = config_dir()
+from senti_lit.core.flat_config import CONFIG_DIR, config_dir  # noqa: F401 - where the configs live
 
 
 def plain(value: Any) -> Any:

@@ -11,8 +11,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from senti_lit.core.config import plain
-
 
 def probabilities(logits: np.ndarray, temperature: float, multi_label: bool) -> np.ndarray:
     """(texts, labels) float32: softmax (single-label) or per-label sigmoid (multi-label) of logits / temperature."""
@@ -33,7 +31,11 @@ def positive_index(names: Sequence[str], positive_label: str | None) -> int:
 def thresholds_for(names: Sequence[str], multi_label: bool, threshold: Any) -> np.ndarray:
     """The decision thresholds `threshold` stands for: one per label (multi-label; one number is repeated), [t]
     (binary: the P(positive) cut) or [] (argmax); a ValueError names what this task accepts."""
-    values = plain(threshold)
+    values = threshold
+    if type(values).__module__.startswith("omegaconf"):  # a list from a Hydra config; OmegaConf only then: a
+        from senti_lit.core.config import plain  # one-text predict does not pay its import
+
+        values = plain(values)
     if multi_label:
         values = [0.5] * len(names) if values is None else values
         if isinstance(values, (int, float)):
