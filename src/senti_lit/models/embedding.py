@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class TrainedRowsEmbedding(nn.Module):
     """An `nn.Embedding` whose `rows` train (a Parameter of their own) while every other row stays frozen."""
 
-    def __init__(self, embedding: nn.Embedding, rows: torch.Tensor) -> None:
+    def __init__(self, embedding: nn.Embedding, rows: Any) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = embedding.weight.shape
         self.padding_idx = embedding.padding_idx
@@ -88,7 +88,7 @@ def train_used_rows(backbone: nn.Module, token_ids: Any) -> bool:
     if (type(embedding) is not nn.Embedding or not embedding.weight.requires_grad
             or (output is not None and output.weight is embedding.weight)):
         return False
-    wrapped = TrainedRowsEmbedding(embedding, torch.as_tensor(token_ids))
+    wrapped = TrainedRowsEmbedding(embedding, token_ids)
     # gradient checkpointing hooks the input embedding: moved to the new one (a hook left on the old module breaks
     # copying the model, e.g. for weight averaging)
     checkpointing = getattr(backbone, "is_activation_checkpointing", False)
