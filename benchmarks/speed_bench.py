@@ -7,9 +7,9 @@ model, texts, max_length, batch size, epochs, learning rate and warm-up, in one 
 Jobs, each a fresh process, one after another:
   trainer_default      the Trainer as run_classification.py runs it: every text padded to max_length, fp32
   trainer_best         the Trainer at its best as the issue defines it: dynamic padding, group_by_length, bf16
-  trainer_best_fp32    the same in fp32 (on this CPU bf16 slows e5_small: there this is the Trainer's real best)
+  trainer_best_fp32    the same in fp32 (on a CPU without AMX bf16 slows e5_small: there this is the Trainer's best)
   senti_lit            python -m senti_lit.train: its defaults (dynamic padding, length-grouped batches, fused
-                       AdamW; on this CPU fp32 for e5, bf16-mixed for mini_bert: hidden size <= 256), without
+                       AdamW; its CPU precision: config.auto_precision, by CPU and model size), without
                        checkpoints, as the Trainer runs here (save_strategy="no")
   senti_lit -length    ablation: data.length_grouped=false
   senti_lit -fused     ablation: model.optimizer.fused=false (torch's foreach AdamW)

@@ -153,6 +153,19 @@ def test_int8_records_what_quantisation_costs(tmp_path: Path):
     assert sum(a == b for a, b in zip(*labels)) >= len(TEXTS) - 1  # int8 kernels differ by CPU: one may flip
 
 
+def test_int8_of_a_bert_runs_fused_attention(local_models: dict, tmp_path: Path):
+    """A BERT is traced with eager attention, whose graph onnxruntime's optimizer fuses (traced from sdpa, no
+    attention block was fused): the int8 graph runs QAttention, and the fp32 parity still holds."""
+    import onnx
+
+    artifact = artifact_of("bert_finetune", [], local_models, tmp_path / "run")
+    int8, check = export_onnx(artifact, tmp_path / "run" / "export-onnx-int8", quantize="int8")
+    ops = {node.op_type for node in onnx.load(str(int8 / "model.onnx")).graph.node}
+    assert "QAttention" in ops and "Softmax" not in ops, ops
+    assert json.loads((int8 / "onnx.json").read_text(encoding="utf-8"))["model"]["fused"] is True
+    assert check["fp32_max_probability_difference"] <= 1e-4
+
+
 @pytest.mark.parametrize("refused", ["cloze", "knowledge"])
 def test_what_cannot_be_exported_is_refused_in_one_line(refused: str, local_models: dict, tmp_path: Path):
     if refused == "cloze":

@@ -121,6 +121,7 @@ def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda(monkeypatch):
     from senti_lit.core.config import auto_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert auto_precision("cpu") == auto_precision("auto") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -147,10 +148,27 @@ def test_small_models_train_in_bf16_only_on_cpus_that_have_it(monkeypatch, tmp_p
     assert compose_train(["model=mini_bert", "trainer.precision=32-true"], tmp_path).trainer.precision == "32-true"
 
 
-def test_configs_without_a_model_resolve_precision(monkeypatch, tmp_path):
-    """augment.yaml composes the trainer group without a model: no hidden size, fp32."""
+def test_on_a_cpu_with_amx_pretrained_models_train_in_bf16_and_small_ones_in_fp32(monkeypatch, tmp_path):
+    """AMX tiles make bf16 matmuls several times faster than fp32 (benchmarks/cpu_kernels.py): e5_small and the
+    pretrained models train in bf16-mixed there; mini_bert's small matmuls run faster in fp32 (the opposite of an
+    avx512_bf16 CPU without AMX); an explicit precision still wins."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    for model in ("e5_small", "bert_finetune", "gpt2_lora", "minilm"):
+        assert compose_train([f"model={model}"], tmp_path).trainer.precision == "bf16-mixed", model
+    assert compose_train(["model=mini_bert"], tmp_path).trainer.precision == "32-true"
+    wide = compose_train(["model=mini_bert", "model.backbone.config.hidden_size=512"], tmp_path)
+    assert wide.trainer.precision == "bf16-mixed"
+    assert compose_train(["model=e5_small", "trainer.precision=32-true"], tmp_path).trainer.precision == "32-true"
+    assert compose_train(["model=mini_bert", "trainer.precision=bf16-mixed"], tmp_path).trainer.precision == "bf16-mixed"
+
+
+def test_configs_without_a_model_resolve_precision(monkeypatch, tmp_path):
+    """augment.yaml composes the trainer group without a model: no hidden size, fp32 (without AMX)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert compose_config("augment", [], tmp_path).trainer.precision == "32-true"
     assert compose_config("pretrain", [], tmp_path).trainer.precision == "bf16-mixed"  # its model is mini_bert
 

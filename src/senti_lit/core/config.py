@@ -114,21 +114,24 @@ SMALL_HIDDEN = 256  # hidden sizes up to this train faster in bf16 on a CPU with
 
 def auto_precision(accelerator: str = "auto", hidden_size: int | None = None) -> str:
     """`${auto_precision:${.accelerator},${oc.select:model.backbone.config.hidden_size,null}}`: bf16-mixed on CUDA
-    GPUs that have it. On CPU, bf16-mixed only for a from-scratch backbone of hidden size <= SMALL_HIDDEN and only on
-    a CPU with native bf16; else 32-true. Why by size: on this 2-core avx512_bf16 CPU, bf16 matmuls take 1.3-1.5x the
-    fp32 time (`python benchmarks/cpu_kernels.py`), so bf16-mixed slows e5_small (hidden 384) by 27%, while
-    mini_bert's small, memory-bound steps (hidden 128) train ~1.2x faster in it (1.03-1.36x over four commands:
-    docs/performance.md)."""
+    GPUs that have it. On a CPU with native bf16 it depends on the CPU and the model's size (`hidden_size`: a
+    from-scratch backbone's; None for a pretrained one), as measured (docs/performance.md, "Precision"):
+    - AMX tiles (Intel Xeon, Sapphire Rapids and later): bf16 matmuls take 0.11-0.21x the fp32 time at transformer
+      shapes, so e5_small trains 1.66x faster in bf16-mixed; a small backbone (hidden <= SMALL_HIDDEN) is faster in
+      fp32 (mini_bert's MLM warm-up 1.27x), its matmuls too small to repay autocast's casts: bf16-mixed above it.
+    - avx512_bf16 without AMX (the AMD EPYC measured): bf16 matmuls took 1.3-1.5x the fp32 time, e5_small 27% slower
+      in bf16, while mini_bert's memory-bound steps ran ~1.2x faster: bf16-mixed up to SMALL_HIDDEN.
+    Elsewhere (bf16 emulated) 32-true."""
     import torch
 
-    from senti_lit.core.runtime import cpu_has_native_bf16
+    from senti_lit.core.runtime import cpu_has_amx, cpu_has_native_bf16
 
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if accelerator not in ("auto", "cpu") or not cpu_has_native_bf16():
+        return "32-true"
     small = hidden_size is not None and int(hidden_size) <= SMALL_HIDDEN
-    if small and accelerator in ("auto", "cpu") and cpu_has_native_bf16():
-        return "bf16-mixed"
-    return "32-true"
+    return "bf16-mixed" if small != cpu_has_amx() else "32-true"
 
 
 if not OmegaConf.has_resolver("auto_precision"):

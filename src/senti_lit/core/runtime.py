@@ -64,6 +64,13 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def cpu_has_amx() -> bool:
+    """AMX tiles (Intel Sapphire Rapids and later): oneDNN's bf16 matmuls run on them, several times faster than fp32."""
+    import torch
+
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())  # private torch API, as above
+
+
 def _mallopt():
     """glibc's mallopt, or None (not Linux, or another C library: musl, ...)."""
     import ctypes
