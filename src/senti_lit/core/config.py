@@ -118,7 +118,8 @@ def auto_precision(accelerator: str = "auto", hidden_size: int | None = None) ->
     from-scratch backbone's; None for a pretrained one), as measured (docs/performance.md, "Precision"):
     - AMX tiles (Intel Xeon, Sapphire Rapids and later): bf16 matmuls take 0.11-0.21x the fp32 time at transformer
       shapes, so e5_small trains 1.66x faster in bf16-mixed; a small backbone (hidden <= SMALL_HIDDEN) is faster in
-      fp32 (mini_bert's MLM warm-up 1.27x), its matmuls too small to repay autocast's casts: bf16-mixed above it.
+      fp32 (the default job's MLM warm-up 9.46 -> 11.6 steps/s: BENCHMARKS.md, memory), its matmuls too small to
+      repay autocast's casts: bf16-mixed above it.
     - avx512_bf16 without AMX (the AMD EPYC measured): bf16 matmuls took 1.3-1.5x the fp32 time, e5_small 27% slower
       in bf16, while mini_bert's memory-bound steps ran ~1.2x faster: bf16-mixed up to SMALL_HIDDEN.
     Elsewhere (bf16 emulated) 32-true."""
@@ -131,7 +132,9 @@ def auto_precision(accelerator: str = "auto", hidden_size: int | None = None) ->
     if accelerator not in ("auto", "cpu") or not cpu_has_native_bf16():
         return "32-true"
     small = hidden_size is not None and int(hidden_size) <= SMALL_HIDDEN
-    return "bf16-mixed" if small != cpu_has_amx() else "32-true"
+    if cpu_has_amx():
+        return "32-true" if small else "bf16-mixed"
+    return "bf16-mixed" if small else "32-true"
 
 
 if not OmegaConf.has_resolver("auto_precision"):

@@ -60,8 +60,8 @@ def cpu_has_native_bf16() -> bool:
     and slow)."""
     import torch
 
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: absent on some builds
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    # private torch API: absent on some builds
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or cpu_has_amx()
 
 
 def cpu_has_amx() -> bool:

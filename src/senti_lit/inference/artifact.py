@@ -38,10 +38,14 @@ FORMAT = 1
 WEIGHTS = ("full", "trainable")
 
 
+def base_model(backbone: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model of a backbone, through a peft wrapper if there is one."""
+    return backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+
+
 def base_config(backbone: torch.nn.Module):
     """The transformers config of a backbone, through a peft wrapper if there is one."""
-    inner = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
-    return inner.config
+    return base_model(backbone).config
 
 
 def save_artifact(folder: Path, model: ClassifierNet, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec,

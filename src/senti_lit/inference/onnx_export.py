@@ -35,7 +35,7 @@ from torch import nn
 import senti_lit
 from senti_lit.core.files import write_json
 from senti_lit.inference import decisions
-from senti_lit.inference.artifact import base_config, input_spec, load_artifact
+from senti_lit.inference.artifact import base_config, base_model, input_spec, load_artifact
 from senti_lit.inference.hf_export import NotExportable
 from senti_lit.inference.onnx_predictor import FORMAT, OnnxPredictor, session
 from senti_lit.inference.predictor import Predictor
@@ -134,10 +134,10 @@ def trace(model: nn.Module, pad_id: int, path: Path, max_length: int) -> None:
 def eager_attention(backbone: nn.Module) -> Iterator[None]:
     """Trace a BERT-type backbone with transformers' eager attention, then give it back its own. Why: onnxruntime's
     transformer optimizer finds the attention pattern only in the eager graph (traced from sdpa, MiniLM's 6 attention
-    blocks stay unfused), and its fused Attention is what int8 quantises to QAttention: MiniLM int8 1.73x -> 2.08x the
-    torch fp32 Predictor on this Xeon (docs/prediction.md). Same arithmetic: the fp32 parity check still applies."""
-    config = base_config(backbone)
-    inner = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    blocks stay unfused), and its fused Attention is what int8 quantises to QAttention: MiniLM int8 1.73x -> 1.97x the
+    torch fp32 Predictor on a 2-core AMX Xeon (docs/prediction.md). Same arithmetic: the fp32 parity check still applies."""
+    inner = base_model(backbone)
+    config = inner.config
     own = getattr(config, "_attn_implementation", None)
     if (config.model_type not in BERT_TYPES or own in (None, "eager")
             or not getattr(inner, "_can_set_attn_implementation", lambda: False)()):
