@@ -9,7 +9,10 @@
 4. Lightning's own cost per training step, and what `self.log` of the step loss and a torchmetrics update add to
    it, on a model too small to hide them;
 5. dropout: torch's per-element `bernoulli_` mask vs `senti_lit.models.fast_dropout` (16 random bits an element),
-   alone and in a mini_bert-sized forward + backward step (why `fast_dropout: true` is the default).
+   alone and in a mini_bert-sized forward + backward step (why `fast_dropout: true` is the default);
+6. the default job's MLM warm-up step on its own training texts: length-grouped whole texts vs packed rows of
+   48, 64 and 128 tokens, fp32 vs bf16 autocast (why `model.mlm_warmup.pack` is off and mini_bert trains in fp32
+   on an AMX CPU: docs/performance.md).
 
     python benchmarks/cpu_kernels.py --sections overhead     # one section only
 
@@ -165,11 +168,54 @@ def dropout_masks() -> None:
             keep("dropout", caption, f"fast_dropout, round {round_}", {"ms": round(ms(step, 30), 1)})
 
 
+def mlm_steps(steps: int = 40, skip: int = 10) -> None:
+    """The default job's MLM warm-up step (forward, backward, fused AdamW; fast dropout on, as in the job) on the
+    demo training texts, by batching and precision. Real tokens per second: packed rows have no padding, so the
+    rate, not the step time, compares the batchings."""
+    from senti_lit.core.config import compose_config
+    from senti_lit.core.runtime import quiet_known_warnings
+    from senti_lit.models.fast_dropout import cpu_fast_dropout
+    from senti_lit.training.mlm import MaskedLM, mlm_collator
+    from senti_lit.training.steps import data_for_run, model_for_run
+
+    quiet_known_warnings()
+    cfg = compose_config("train", ["model.mlm_warmup.epochs=0"], ROOT / "logs" / "bench" / "cpu_kernels_mlm")
+    datamodule, tokenizer = data_for_run(cfg)
+    _, classifier = model_for_run(cfg, datamodule, tokenizer, warmup=False)
+    module = MaskedLM(classifier.backbone).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=True)
+    collator = mlm_collator(tokenizer, cfg.model.mlm_warmup.mask_prob)
+    loaders = {"length-grouped whole texts, batch 64 (the default)":
+               datamodule.unlabelled_train_loader(64, collator)}
+    for block, batch in ((48, 64), (64, 48), (128, 24)):
+        loaders[f"packed rows of {block} tokens, batch {batch}"] = datamodule.packed_train_loader(
+            batch, block, collator, 0)
+    caption = ("The default job's MLM warm-up step (mini_bert, demo training texts; forward, backward, fused AdamW, "
+               f"fast dropout), {steps - skip} steps after {skip} unmeasured, by batching and precision")
+    with cpu_fast_dropout(module):
+        for name, loader in loaders.items():
+            batches = [batch for batch, _ in zip(loader, range(steps))]
+            for precision in ("fp32", "bf16 autocast"):
+                seconds, tokens = 0.0, 0
+                for i, batch in enumerate(batches):
+                    start = time.perf_counter()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):
+                        loss = module.loss(batch)
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    if i >= skip:
+                        seconds += time.perf_counter() - start
+                        tokens += int(batch["attention_mask"].sum())
+                keep("mlm", caption, f"{name}, {precision}",
+                     {"ms a step": round(1000 * seconds / (steps - skip), 1), "real tokens/s": round(tokens / seconds)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--e5", type=Path, default=None,
                         help="a multilingual-e5-small folder (default: python -m senti_lit.build_e5's build)")
-    parser.add_argument("--sections", default="matmuls,adamw,profile,overhead,dropout")
+    parser.add_argument("--sections", default="matmuls,adamw,profile,overhead,dropout,mlm")
     args = parser.parse_args()
     sections = args.sections.split(",")
     if "matmuls" in sections:
@@ -188,6 +234,8 @@ def main() -> None:
         dropout_masks()
     if "overhead" in sections:
         step_overhead()
+    if "mlm" in sections:
+        mlm_steps()
     write_markdown()
 
 
