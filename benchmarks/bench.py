@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from store import RESULTS, e5_model, git_commit, now, per_seed, record
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+E5_BUILD = "build://e5_small"  # conf/model/e5_small.yaml's path without --e5: senti_lit builds it on first use
 
 
 @dataclass
@@ -290,7 +292,7 @@ def baidu_texts(data: Path, out_dir: Path) -> Path:
         rows = (data / "ChnSentiCorp" / "baidu_chnsenticorp_train.tsv").read_text(encoding="utf-8").splitlines()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(r.rsplit("\t", 1)[0].strip() + "\n" for r in rows if r.strip()), encoding="utf-8")
-    return out.resolve()
+    return out
 
 
 def once(run_dir: Path, done: Path, module: str, args: list[str]) -> tuple[bool, list[str], float | None]:
@@ -385,6 +387,14 @@ def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path
                   fields=fields, runs=runs, goals=GOALS.get(row.target), store=store, commit=commit)
 
 
+def portable(path: Path) -> Path:
+    """`path` as the stored commands name it: relative to the repository root (where the runs start) when it lies
+    in the root's folder (the checkout's logs/, ../shared/data), so that a command holds no path of the machine it
+    ran on and runs as written from another checkout; else as given."""
+    full = path.resolve()
+    return Path(os.path.relpath(full, ROOT)) if full.is_relative_to(ROOT.parent) else full
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["quick", "full"], default="quick")
@@ -409,11 +419,15 @@ def main() -> None:
     if args.seeds:
         rows = [dataclasses.replace(r, seeds=tuple(int(s) for s in args.seeds.split(","))) for r in rows]
     needed = rows + [r for r in ROWS if r.id in {row.teacher for row in rows}]
-    e5 = e5_model(args.e5) if any("model=e5_small" in r.args for r in needed) else args.e5  # built before any row
+    if args.e5 is None and any("{e5}" in " ".join(r.args) for r in needed):
+        e5_model(None)  # built before any row, so that a failed build shows now, not an hour in
+    data, runs, e5 = portable(args.data), portable(args.runs), portable(args.e5) if args.e5 else E5_BUILD
+    results = args.results.resolve()
+    os.chdir(ROOT)  # the runs start here, and the relative paths in their commands are read from here
     batch = now()  # names the run folders of this invocation
     for row in rows:
-        run_row(row, args.mode, args.data.resolve(), e5, batch, args.runs, args.results, args.keep_checkpoints)
-        write_markdown(args.results.parent, HERE / "BENCHMARKS.md")
+        run_row(row, args.mode, data, e5, batch, runs, results, args.keep_checkpoints)
+        write_markdown(results.parent, HERE / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@ never edit the .md by hand.
 
 Everything shown comes from the records (benchmarks/store.py): a section per kind, a table per (kind, caption,
 command), a row per (kind, id, command) showing its newest record, the commit it ran at and whether src/ or conf/
-changed since; older records of a row are listed under the table.
+changed since; older records of a row are listed under the table. A row whose code changed since its run and that
+was not re-run says why under its table, from benchmarks/not_rerun.json (hand-written: a list of {"command", "why",
+optional "rows"}; without "rows" the reason holds for every row of the command's table).
 
     python benchmarks/make_table.py [--results benchmarks/results] [--out benchmarks/BENCHMARKS.md]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import operator
 import subprocess
 from pathlib import Path
@@ -26,6 +29,7 @@ conf` is not empty, so the same command may now give another number; "-dirty": i
 src/ or conf/. Seeds or folds: mean ± std (every run's value is in the store); repeated timings: the median run.
 """
 GOAL_OPS = {">=": operator.ge, "<=": operator.le}
+REASONS = HERE / "not_rerun.json"
 
 
 class Staleness:
@@ -128,7 +132,35 @@ def newest(records: list[dict]) -> tuple[dict[tuple, dict], dict[tuple, list[dic
     return {k: v[0] for k, v in ordered.items()}, {k: v[1:] for k, v in ordered.items()}
 
 
-def table(rows: list[dict], history: list[list[dict]], stale: Staleness) -> list[str]:
+def load_reasons(path: Path = REASONS) -> list[dict]:
+    """benchmarks/not_rerun.json: why rows whose code changed were not re-run (none when the file is absent)."""
+    if not path.is_file():
+        return []
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not {"command", "why"} <= entry.keys() or entry.keys() - {
+                "command", "why", "rows"}:
+            raise ValueError(f"{path}: entry {i}: needs \"command\" and \"why\", optionally \"rows\" (a list of ids)")
+    return entries
+
+
+def not_rerun(rows: list[dict], stale: Staleness, reasons: list[dict]) -> list[str]:
+    """'Not re-run at HEAD' lines for the rows whose code changed since their run: each with its reason, or
+    saying that none is recorded."""
+    why: dict[str, list[str]] = {}
+    for r in rows:
+        if not stale(r["commit"]).startswith("⚠"):
+            continue
+        reason = next((e["why"] for e in reasons if e["command"] == r["command"] and r["id"] in e.get(
+            "rows", [r["id"]])), "no reason recorded (benchmarks/not_rerun.json)")
+        why.setdefault(reason, []).append(r["id"])
+    if not why:
+        return []
+    return ["", "Not re-run since the code changed:", ""] + [f"- {', '.join(ids)}: {reason}"
+                                                             for reason, ids in why.items()]
+
+
+def table(rows: list[dict], history: list[list[dict]], stale: Staleness, reasons: list[dict] = ()) -> list[str]:
     def union(part: str) -> list[str]:
         return list(dict.fromkeys(name for r in rows for name in r.get(part, {})))
 
@@ -151,6 +183,7 @@ def table(rows: list[dict], history: list[list[dict]], stale: Staleness) -> list
             if len(r["runs"]) > 1:
                 name += f" (runs: {', '.join(r['runs'])})"
             lines.append(f"- {name}: `{cmd}`")
+    lines += not_rerun(rows, stale, reasons)
     older = [(r, old) for r, old in zip(rows, history) if old]
     if older:
         lines += ["", "Older records:", ""]
@@ -158,7 +191,7 @@ def table(rows: list[dict], history: list[list[dict]], stale: Staleness) -> list
     return lines
 
 
-def render(records: list[dict], root: Path = ROOT) -> str:
+def render(records: list[dict], root: Path = ROOT, reasons: list[dict] = ()) -> str:
     shown, older = newest(records)
     stale = Staleness(root)
     # kind -> (caption, command) -> its row keys, each level in the order it first appears in the store
@@ -170,12 +203,13 @@ def render(records: list[dict], root: Path = ROOT) -> str:
         lines += ["", f"## {kind}"]
         for (caption, command), keys in tables.items():
             lines += ["", f"### {caption}", "", f"`{command}`", ""]
-            lines += table([shown[k] for k in keys], [older[k] for k in keys], stale)
+            lines += table([shown[k] for k in keys], [older[k] for k in keys], stale, reasons)
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: Path = HERE / "results", out: Path = HERE / "BENCHMARKS.md", root: Path = ROOT) -> None:
-    out.write_text(render(load(results), root), encoding="utf-8")
+def write_markdown(results: Path = HERE / "results", out: Path = HERE / "BENCHMARKS.md", root: Path = ROOT,
+                   reasons: Path = REASONS) -> None:
+    out.write_text(render(load(results), root, load_reasons(reasons)), encoding="utf-8")
 
 
 def main() -> None:

@@ -111,3 +111,28 @@ def test_distilled_rows_share_one_pretraining_and_one_teacher_run(tmp_path, monk
         assert rec["metrics"]["teacher/test/acc"]["mean"] == 0.92
         assert "teacher_seconds" in rec["metrics"] and "pretrain_seconds" in rec["metrics"]
     assert (runs / "pool" / "baidu_chnsenticorp_texts.txt").read_text(encoding="utf-8") == "好\n差\n"
+
+
+def test_stored_commands_name_no_path_of_the_machine_they_ran_on(tmp_path, monkeypatch):
+    """bench.py's commands as stored: the checkout's folders relative to the repository root (where the runs start),
+    the benchmark data as ../shared/data, e5 as build://e5_small (built first, once): another checkout runs them as
+    written (issue 38, item 5: a stored command held model.backbone.path=None)."""
+    import bench
+
+    assert bench.portable(bench.ROOT / "logs" / "bench") == Path("logs/bench")
+    assert bench.portable(bench.ROOT.parent / "shared" / "data") == Path("../shared/data")
+    assert bench.portable(tmp_path / "data") == tmp_path / "data"  # outside the checkout's folder: as given
+    calls, built = [], []
+    monkeypatch.setattr(bench, "run_row", lambda row, mode, data, e5, batch, runs, *a: calls.append(
+        (row.id, data, e5, runs, train_args(row, mode, data, e5, None, 42, []))))
+    monkeypatch.setattr(bench, "e5_model", lambda folder: built.append(folder))
+    monkeypatch.setattr(bench, "write_markdown", lambda *a: None)
+    monkeypatch.chdir(tmp_path)  # restored after the test; bench.main moves to the repository root
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--rows", "demo_e5_lora_all,demo", "--data", str(tmp_path / "data")])
+    bench.main()
+    assert built == [None]  # the e5 build, before any row
+    (demo_row, *_), (teacher_row, data, e5, runs, args) = calls  # in ROWS' order
+    assert (teacher_row, demo_row, runs, e5) == ("demo_e5_lora_all", "demo", Path("logs/bench"), "build://e5_small")
+    assert "model.backbone.path=build://e5_small" in args and "model.backbone.path=None" not in args
+    assert Path.cwd() == bench.ROOT

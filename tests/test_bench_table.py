@@ -12,7 +12,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from make_table import cell, render, write_markdown  # noqa: E402
+from make_table import cell, load_reasons, render, write_markdown  # noqa: E402
 from store import git_commit, load, median, per_seed, record  # noqa: E402
 
 
@@ -114,6 +114,35 @@ def test_a_row_whose_code_changed_since_its_commit_is_marked(repo: Path):
     text = render([rec("at_first", commit=first), rec("at_docs", commit=f"{docs}-dirty")], repo)
     assert f"| ⚠ code changed since {first} |" in row(text, "at_first")
     assert f"| ⚠ code changed since {docs}-dirty |" in row(text, "at_docs")
+
+
+def test_a_row_not_rerun_since_its_code_changed_says_why_or_that_no_reason_is_recorded(repo: Path, tmp_path: Path):
+    first = git(repo, "rev-parse", "--short", "HEAD")
+    (repo / "src" / "model.py").write_text("x = 2\n")
+    git(repo, "commit", "-qam", "code")
+    now = git(repo, "rev-parse", "--short", "HEAD")
+    records = [rec("slow", commit=first), rec("other", commit=first), rec("fresh", commit=now)]
+    reasons = [{"command": "python benchmarks/bench.py", "rows": ["slow"], "why": "3 hours a run"},
+               {"command": "python benchmarks/elsewhere.py", "why": "another table"}]
+    text = render(records, repo, reasons)
+    block = text.split("Not re-run since the code changed:\n\n")[1].split("\n\n")[0].splitlines()
+    assert block == ["- slow: 3 hours a run", "- other: no reason recorded (benchmarks/not_rerun.json)"]
+    assert "Not re-run" not in render([rec("fresh", commit=now)], repo, reasons)  # nothing stale: no block
+    assert "- slow, other: for every row" in render(records, repo, [
+        {"command": "python benchmarks/bench.py", "why": "for every row"}])  # no "rows": the whole table
+    bad = tmp_path / "not_rerun.json"
+    bad.write_text('[{"command": "python benchmarks/bench.py", "because": "x"}]', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"not_rerun\.json: entry 0: needs \"command\" and \"why\""):
+        load_reasons(bad)
+
+
+def test_the_real_reasons_name_commands_and_rows_of_the_store():
+    records = load(BENCHMARKS / "results")
+    commands = {r["command"] for r in records}
+    for entry in load_reasons():
+        assert entry["command"] in commands, entry["command"]
+        ids = {r["id"] for r in records if r["command"] == entry["command"]}
+        assert set(entry.get("rows", [])) <= ids, (entry["command"], set(entry["rows"]) - ids)
 
 
 def test_a_commit_this_clone_does_not_have_is_said_not_a_crash(repo: Path, tmp_path: Path):
