@@ -224,8 +224,8 @@ def targets(mode: str, c: int, metrics: dict, results: dict, bounds: dict) -> di
     batched, single = list(MODES)
     if c == 1:
         # Both sides' p99 over the same texts: the served p99 falls on the longest texts, whose offline call alone
-        # takes ~2.3x the median one (MiniLM ONNX here: 25.0 vs 10.8 ms), so a p99 held to the median call measures
-        # the texts' lengths, not the server. That reading is kept beside it, without a goal.
+        # takes ~2.4x the median one (MiniLM ONNX: 24.2 vs 10.2 ms, the row at fc485c4), so a p99 held to the
+        # median call measures the texts' lengths, not the server. That reading is kept beside it, without a goal.
         metrics["p99 / (1.5× offline p99 + 5 ms)"] = round(
             metrics["p99 ms"] / (1.5 * bounds["one call p99 ms"] + BATCH_TIMEOUT_MS), 2)
         metrics["p99 / (1.5× median offline call + 5 ms)"] = round(
@@ -277,7 +277,7 @@ def main() -> None:
     commit, work, pinning = git_commit(), Path(args.work), Pinning(args.pin)
     artifact, pool = build(work)
     folder = served_folder(Path(args.artifact) if args.artifact else artifact, args.backend, args.quantize, work)
-    texts = (pool * (args.requests // len(pool) + 1))[:args.requests]
+    texts = cycled(pool, args.requests)
     with pinning.as_server():
         bounds = offline(args.backend, folder, texts, single_texts(pool, args.requests))
     print(f"offline ({args.backend}): {bounds}", flush=True)
@@ -314,10 +314,14 @@ def requests_at(c: int, requests: int) -> int:
     return requests // 4 if c == 1 else requests
 
 
-def single_texts(pool: list[str], requests: int) -> list[str]:
-    """The texts the concurrency-1 run sends, in its order (`load` cycles through the pool)."""
-    n = requests_at(1, requests)
+def cycled(pool: list[str], n: int) -> list[str]:
+    """The first `n` texts of `pool` repeated end to end: what `load` sends, in its order."""
     return (pool * (n // len(pool) + 1))[:n]
+
+
+def single_texts(pool: list[str], requests: int) -> list[str]:
+    """The texts the concurrency-1 run sends, in its order."""
+    return cycled(pool, requests_at(1, requests))
 
 
 def serve_runs(args, folder: Path, pool: list[str], pinning: Pinning, work: Path) -> tuple[dict, dict]:
