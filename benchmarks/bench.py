@@ -351,6 +351,7 @@ def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path
     blocked = (row.pretrain and not pretrained) or (row.teacher and not teacher)
     values: dict[str, dict[str, float | None]] = {name: {} for name in [*row.metrics, "wall_seconds"]}
     runs: dict[str, str] = {}
+    loads: list[float] = []  # 1-min load average after each run: what else shared the 2 cores
     for seed, fold in repeats(row, mode):
         label = f"fold{fold[1].split('=')[1]}" if fold else str(seed)
         run_dir = out_dir / f"{row.id}-{mode}-{'' if fold else 'seed'}{label}-{batch.replace(':', '')}"
@@ -361,6 +362,7 @@ def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path
         done = (subprocess.run([sys.executable, "-m", "senti_lit.train", *args, f"hydra.run.dir={run_dir}"],
                                cwd=ROOT, capture_output=True, text=True) if not blocked else None)
         values["wall_seconds"][label] = round(time.perf_counter() - start, 1)
+        loads.append(os.getloadavg()[0])
         if done is None or done.returncode != 0:
             print(f"{row.id} {label} FAILED:\n{done.stderr[-3000:] if done else 'its pretraining or teacher failed'}",
                   file=sys.stderr)
@@ -384,7 +386,17 @@ def run_row(row: Row, mode: str, data: Path, e5: Path, batch: str, out_dir: Path
     fields = {"dataset": row.dataset, "model": row.model,
               "seeds": ",".join(runs) + (f" ({failed} failed)" if failed else ""), "target": row.target}
     return record("accuracy", row.id, f"python benchmarks/bench.py --mode {mode}", metrics, CAPTIONS[mode],
-                  fields=fields, runs=runs, goals=GOALS.get(row.target), store=store, commit=commit)
+                  fields=fields, runs=runs, goals=GOALS.get(row.target), store=store, commit=commit,
+                  note=f"load average {min(loads):.1f}-{max(loads):.1f} after its runs; {cpu_name()}")
+
+
+def cpu_name() -> str:
+    """The CPU's model name, and whether it has AMX tiles: a from-scratch model's score moves with the CPU
+    (docs/benchmarks.md), and the precision chosen depends on AMX (docs/performance.md)."""
+    info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                "an unknown CPU")  # /proc/cpuinfo is Linux's; elsewhere the row says so
+    return f"{os.cpu_count()} cores of {name}" + (" (AMX)" if " amx_tile" in info else "")
 
 
 def portable(path: Path) -> Path:

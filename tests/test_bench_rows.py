@@ -2,6 +2,7 @@
 otherwise shows up only when a full benchmark reaches it, possibly an hour in)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def test_a_rows_runs_become_one_record_with_every_seed_and_a_failed_one_left_out
     assert rec["metrics"]["test/acc"]["mean"] == 0.8 and rec["fields"]["seeds"] == "42,1,2 (1 failed)"
     assert list(rec["runs"]) == ["42", "1", "2"] and "seed=1" in rec["runs"]["1"]
     assert rec["goals"] == bench.GOALS[row.target] and rec["caption"] == bench.CAPTIONS["full"]
+    # what else used the cores, and which CPU: a score or a time is read against both
+    load = os.getloadavg()[0]
+    low, high = (float(x) for x in rec["note"].split(" after its runs")[0].removeprefix("load average ").split("-"))
+    assert low <= high and abs(high - load) < 5 and rec["note"].endswith(bench.cpu_name())
+    assert bench.cpu_name().startswith(f"{os.cpu_count()} cores of ")
 
 
 def test_distilled_rows_share_one_pretraining_and_one_teacher_run(tmp_path, monkeypatch):
