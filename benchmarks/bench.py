@@ -112,7 +112,8 @@ ROWS = [
         ACC_F1, "acc ≥ 0.90", quick=["trainer.max_epochs=5"],
         pretrain=[*CHINESE_TRAIN_TEXTS, "mlm.epochs=4"], pretrain_quick=["mlm.epochs=2"]),
     # the same with 12 MLM epochs (9,540 steps, MLM loss 5.72 instead of 6.34): on the demo split MLM helped only
-    # when long (20 epochs: +1.5 points); here it did not (0.880 vs 0.888, docs/performance.md (Tried and did not help))
+    # when long (20 epochs: +1.5 points); here it did not on the EPYC (0.880 vs 0.888), and on the AMX Xeon it scored
+    # 0.881 vs 0.872: within two seed spreads both times (docs/performance.md (Tried and did not help))
     Row("htl_mini_bert_mlm12", "ChnSentiCorp htl_all, 80/10/10",
         "mini_bert + 12-epoch MLM pretrain (all Chinese train splits)",
         HTL_PRETRAINED,
