@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from make_table import write_markdown
+from senti_lit.core.runtime import cpu_has_amx
 from store import RESULTS, e5_model, git_commit, now, per_seed, record
 
 HERE = Path(__file__).resolve().parent
@@ -397,7 +398,7 @@ def cpu_name() -> str:
     info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 "an unknown CPU")  # /proc/cpuinfo is Linux's; elsewhere the row says so
-    return f"{os.cpu_count()} cores of {name}" + (" (AMX)" if " amx_tile" in info else "")
+    return f"{os.cpu_count()} cores of {name}" + (" (AMX)" if cpu_has_amx() else "")
 
 
 def portable(path: Path) -> Path:
